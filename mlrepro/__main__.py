@@ -1,0 +1,5 @@
+import sys
+
+from mlrepro.cli import main
+
+sys.exit(main())

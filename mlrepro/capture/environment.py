@@ -1,0 +1,159 @@
+"""Environment capture: Python, packages, OS, hardware, frameworks, allow-listed variables.
+
+Variables are an allow-list (framework, CUDA, SageMaker and mlrepro prefixes),
+then redacted; nothing outside the list is ever read into a record.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+
+from mlrepro.capture.redact import redact_environ, redact_text
+
+ENV_PREFIXES = ("MLREPRO_", "SM_", "SAGEMAKER_", "TF_", "CUDA_", "NVIDIA_", "XLA_", "KERAS_",
+                "CUDNN_", "NCCL_", "OMP_", "MKL_", "OPENBLAS_", "HOROVOD_", "OMPI_COMM_WORLD_",
+                "PMI_", "TRAINING_JOB_")
+ENV_NAMES = ("PYTHONHASHSEED", "CUBLAS_WORKSPACE_CONFIG", "LD_PRELOAD", "AWS_REGION",
+             "AWS_DEFAULT_REGION", "DLAMI_VERSION")
+# Fields of the environment that decide whether two runs can give the same numbers.
+FINGERPRINT_FIELDS = ("python", "packages", "frameworks", "accelerators", "machine")
+
+
+def _packages() -> dict[str, str]:
+    from importlib import metadata
+
+    out: dict[str, str] = {}
+    for dist in metadata.distributions():
+        try:
+            name = dist.metadata["Name"]
+        except Exception:  # noqa: BLE001
+            continue
+        if not name:
+            continue
+        version = dist.version or "?"
+        try:
+            direct = dist.read_text("direct_url.json")
+        except Exception:  # noqa: BLE001
+            direct = None
+        if direct and '"url"' in direct:
+            import json
+
+            try:
+                url = json.loads(direct).get("url", "")
+                if url and not url.startswith("file:"):
+                    version += " @ " + redact_text(url)
+            except ValueError:
+                pass
+        out[name.lower().replace("_", "-")] = version
+    return dict(sorted(out.items()))
+
+
+def _cpu() -> dict:
+    info = {"cores": os.cpu_count(), "model": platform.processor() or None}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    info["model"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        info["affinity"] = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        pass
+    return info
+
+
+def _memory_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gpus() -> list[dict]:
+    """NVIDIA GPUs with driver and memory, from nvidia-smi when it exists."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return []
+    try:
+        out = subprocess.run([smi, "--query-gpu=name,driver_version,memory.total,uuid",
+                              "--format=csv,noheader,nounits"], capture_output=True,
+                             text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for line in out.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) >= 3:
+            gpus.append({"name": parts[0], "driver": parts[1], "memory_mib": parts[2]})
+    return gpus
+
+
+def _frameworks() -> dict:
+    """Versions of the frameworks already imported (never imports one itself)."""
+    out: dict = {}
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        out["tensorflow"] = getattr(tf, "__version__", None)
+        try:
+            build = tf.sysconfig.get_build_info()
+            out["cuda"] = build.get("cuda_version")
+            out["cudnn"] = build.get("cudnn_version")
+            out["tf_built_with_cuda"] = bool(build.get("is_cuda_build"))
+        except Exception:  # noqa: BLE001
+            pass
+    for name in ("keras", "tf_keras", "jax", "torch", "numpy", "horovod"):
+        mod = sys.modules.get(name)
+        if mod is not None:
+            out[name] = getattr(mod, "__version__", None)
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        try:
+            out["keras_backend"] = keras.backend.backend()
+        except Exception:  # noqa: BLE001
+            pass
+    return out
+
+
+def capture_environment(environ=None, *, include_packages: bool = True) -> dict:
+    """Everything about the machine and software a run depends on, secrets redacted."""
+    environ = os.environ if environ is None else environ
+    uname = platform.uname()
+    gpus = _gpus()
+    return {
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "executable": sys.executable,
+        "platform": platform.platform(),
+        "os": uname.system,
+        "os_release": uname.release,
+        "machine": uname.machine,
+        "hostname": uname.node,
+        "cpu": _cpu(),
+        "memory_bytes": _memory_bytes(),
+        "gpus": gpus,
+        "accelerators": [g["name"] for g in gpus] or ["cpu"],
+        "frameworks": _frameworks(),
+        "packages": _packages() if include_packages else {},
+        "variables": redact_environ(environ, ENV_PREFIXES, ENV_NAMES),
+    }
+
+
+def refresh_frameworks(env: dict) -> dict:
+    """Update framework versions (called again once training has imported them)."""
+    env = dict(env)
+    env["frameworks"] = {**env.get("frameworks", {}), **_frameworks()}
+    return env

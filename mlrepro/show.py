@@ -1,0 +1,191 @@
+"""Text views of runs for people: the `mlrepro runs` table and `mlrepro show`. Pure formatting."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+
+TABLE_METRICS = 3
+
+
+def when(ts) -> str:
+    if not ts:
+        return "-"
+    return _dt.datetime.fromtimestamp(float(ts)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(start, end, now=None) -> str:
+    if not start:
+        return "-"
+    import time
+
+    seconds = float(end or now or time.time()) - float(start)
+    if seconds < 0:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, sec = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{sec:02d}s"
+
+
+def number(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e6):
+            return f"{value:.4g}"
+        return f"{value:.4f}".rstrip("0").rstrip(".") if value != int(value) else f"{value:g}"
+    return str(value)
+
+
+def short(value, width: int = 40) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    return "\n".join(lines)
+
+
+def runs_table(rows: list[dict], metrics: list[str] | None = None) -> str:
+    """One line per run: id, project, name, status, start, duration, key metrics, params."""
+    if not rows:
+        return "no runs"
+    if metrics is None:
+        seen: dict[str, int] = {}
+        for r in rows:
+            for name in r.get("metrics_summary") or {}:
+                seen[name] = seen.get(name, 0) + 1
+        metrics = [n for n, _ in sorted(seen.items(), key=lambda kv: (-kv[1], kv[0]))
+                   if not n.startswith(("batch/", "lr", "learning_rate"))][:TABLE_METRICS]
+    headers = ["ID", "PROJECT", "NAME", "STATUS", "STARTED", "TIME"] + [m.upper() for m in metrics]
+    body = []
+    for r in rows:
+        summary = r.get("metrics_summary") or {}
+        name = r.get("name") or ""
+        body.append([r["id"], short(r.get("project") or "", 20),
+                     "" if name == r["id"] else short(name, 24), r.get("status") or "?",
+                     when(r.get("start_time")), duration(r.get("start_time"), r.get("end_time"))]
+                    + [number((summary.get(m) or {}).get("last")) for m in metrics])
+    return table(headers, body)
+
+
+def _kv_block(title: str, mapping: dict, indent: str = "  ") -> list[str]:
+    lines = [f"{title}:"]
+    if not mapping:
+        lines.append(indent + "(none)")
+        return lines
+    width = min(max(len(str(k)) for k in mapping), 32)
+    for key in sorted(mapping):
+        value = mapping[key]
+        text = number(value) if isinstance(value, (int, float)) and not isinstance(
+            value, bool) else short(value, 100)
+        lines.append(f"{indent}{str(key).ljust(width)}  {text}")
+    return lines
+
+
+def run_text(manifest: dict, status: str, events: list[dict] | None = None,
+             points=None) -> str:
+    """Everything in a record, grouped the way a person reads it."""
+    m = manifest
+    out = [f"run        {m['id']}",
+           f"project    {m.get('project')}",
+           f"name       {m.get('name')}",
+           f"status     {status}" + (f"  ({m['error'].splitlines()[-1]})" if m.get("error")
+                                      else ""),
+           f"started    {when(m.get('start_time'))}",
+           f"ended      {when(m.get('end_time'))}",
+           f"duration   {duration(m.get('start_time'), m.get('end_time'))}",
+           f"attempts   {len(m.get('attempts') or [])}",
+           f"fingerprint {m.get('fingerprint')}"]
+    if m.get("parent"):
+        out.append(f"parent     {m['parent'].get('kind')} {m['parent'].get('run')}")
+    out.append("")
+    out += _kv_block("params", m.get("params") or {})
+    if m.get("auto_params"):
+        out += _kv_block("auto-captured params", m["auto_params"])
+    if m.get("tags"):
+        out += _kv_block("tags", m["tags"])
+    det = m.get("determinism") or {}
+    out.append(f"seed: {m.get('seed')}  deterministic: {det.get('deterministic', False)}"
+               + (f"  applied: {', '.join(det.get('applied') or [])}" if det.get("applied")
+                  else ""))
+    summary = m.get("metrics_summary") or {}
+    out.append("metrics:")
+    if not summary:
+        out.append("  (none)")
+    else:
+        rows = []
+        for name in sorted(summary):
+            s = summary[name]
+            rows.append([name, number(s.get("last")), str(s.get("step")), number(s.get("min")),
+                         number(s.get("max")), str(s.get("count"))])
+        out += ["  " + line for line in table(["NAME", "LAST", "STEP", "MIN", "MAX", "POINTS"],
+                                               rows).splitlines()]
+    code = m.get("code") or {}
+    out.append("code:")
+    if code.get("git") is None and not code.get("commit"):
+        out.append("  not a git checkout" + (f"; entry point {code.get('entry_point')}"
+                                             if code.get("entry_point") else ""))
+    else:
+        out.append(f"  commit {code.get('commit')}  branch {code.get('branch')}  "
+                   f"dirty {code.get('dirty')}")
+        if code.get("remote"):
+            out.append(f"  remote {code['remote']}")
+        if code.get("patch"):
+            out.append(f"  uncommitted patch {code['patch'][:12]} ({code.get('patch_size')} bytes)")
+        out.append(f"  entry point {code.get('entry_point')}")
+    if code.get("argv"):
+        out.append("  command " + " ".join(code["argv"]))
+    data = m.get("data") or {}
+    out.append("data:")
+    if not data:
+        out.append("  (none)")
+    for name in sorted(data):
+        d = data[name] or {}
+        out.append(f"  {name}: {d.get('kind')} {d.get('source')} digest "
+                   f"{(d.get('digest') or '-')[:16]} size {d.get('size')}"
+                   + (f" ({d['method']})" if d.get("method") else ""))
+    arts = m.get("artifacts") or {}
+    out.append("artifacts:")
+    if not arts:
+        out.append("  (none)")
+    for name in sorted(arts):
+        a = arts[name]
+        digest = a.get("digest") or a.get("tree") or "-"
+        out.append(f"  {name}  {a.get('kind')}  {digest[:16]}  {a.get('size')} bytes")
+    rt = m.get("runtime") or {}
+    out.append("runtime: " + ", ".join(f"{k}={short(v, 60)}" for k, v in sorted(rt.items())
+                                       if v not in (None, "", [], {})))
+    env = m.get("environment") or {}
+    if env:
+        fw = env.get("frameworks") or {}
+        cpu = env.get("cpu") or {}
+        out.append("environment:")
+        out.append(f"  python {env.get('python')} on {env.get('platform')}")
+        out.append(f"  cpu {cpu.get('model')} x{cpu.get('cores')}  memory "
+                   f"{round((env.get('memory_bytes') or 0) / 2**30, 1)} GiB  accelerators "
+                   f"{', '.join(env.get('accelerators') or [])}")
+        if fw:
+            out.append("  frameworks " + ", ".join(f"{k} {v}" for k, v in sorted(fw.items())))
+        out.append(f"  packages {len(env.get('packages') or {})} recorded; variables "
+                   f"{len(env.get('variables') or {})} recorded (allow-listed, redacted)")
+    if events:
+        warnings_ = [e for e in events if e.get("kind") == "warning"]
+        out.append(f"events: {len(events)} ({len(warnings_)} warnings)")
+        for e in warnings_[-5:]:
+            out.append(f"  {when(e.get('time'))} {short(e.get('message', ''), 120)}")
+    return "\n".join(out)

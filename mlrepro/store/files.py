@@ -1,0 +1,53 @@
+"""Small durable-file primitives shared by the stores and the spool."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+from mlrepro.record import canonical_json
+
+
+def atomic_write_bytes(path: str, data: bytes, *, fsync: bool = True) -> None:
+    """Write to a temp file beside `path`, fsync, then rename over it: never a torn file."""
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write_json(path: str, value, *, fsync: bool = True) -> None:
+    """JSON with sorted keys, indented for people, written atomically."""
+    text = json.dumps(value, sort_keys=True, indent=1, default=str, allow_nan=True)
+    atomic_write_bytes(path, text.encode("utf-8") + b"\n", fsync=fsync)
+
+
+def append_bytes(path: str, data: bytes) -> None:
+    """One O_APPEND write: concurrent appenders never interleave inside a write."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+    finally:
+        os.close(fd)
+
+
+def digest_key(value) -> str:
+    """sha256 of the canonical JSON of a value."""
+    import hashlib
+
+    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()

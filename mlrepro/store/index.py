@@ -1,0 +1,182 @@
+"""The SQLite index of a local store: a cache of the manifests, rebuildable at any time.
+
+WAL mode and a busy timeout let several processes write runs at once. Nothing
+here is the truth: `run.json` files are, and `rebuild` re-reads them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from typing import Iterable
+
+INDEX_VERSION = 1
+
+_COLUMNS = ("id", "project", "name", "status", "start_time", "end_time", "heartbeat",
+            "host", "pid", "fingerprint", "params", "tags", "summary", "parent")
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, project TEXT, name TEXT, status TEXT,
+    start_time REAL, end_time REAL, heartbeat REAL, host TEXT, pid INTEGER,
+    fingerprint TEXT, params TEXT, tags TEXT, summary TEXT, parent TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_project ON runs(project, start_time);
+CREATE INDEX IF NOT EXISTS runs_start ON runs(start_time);
+CREATE INDEX IF NOT EXISTS runs_fingerprint ON runs(fingerprint);
+PRAGMA user_version = {INDEX_VERSION};
+"""
+
+
+def _finite(value):
+    """SQLite's JSON functions reject NaN/Infinity: index them as strings."""
+    if isinstance(value, float) and value != value:
+        return "nan"
+    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+        return "inf" if value > 0 else "-inf"
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _dump(value) -> str:
+    return json.dumps(_finite(value), sort_keys=True, default=str)
+
+
+def _row_of(manifest: dict) -> tuple:
+    writer = manifest.get("writer") or {}
+    parent = manifest.get("parent")
+    return (
+        manifest["id"], manifest.get("project"), manifest.get("name"), manifest.get("status"),
+        manifest.get("start_time"), manifest.get("end_time"), manifest.get("heartbeat"),
+        writer.get("host"), writer.get("pid"), manifest.get("fingerprint"),
+        _dump(manifest.get("params") or {}),
+        _dump(manifest.get("tags") or {}),
+        _dump(manifest.get("metrics_summary") or {}),
+        json.dumps(parent, sort_keys=True) if parent else None,
+    )
+
+
+class Index:
+    """One connection per process, serialised by a lock (the writer thread shares it)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False,
+                                   isolation_level=None)
+            conn.execute("PRAGMA busy_timeout = 60000")
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+            except sqlite3.OperationalError:
+                pass  # read-only store: reading still works
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version != INDEX_VERSION:
+                if version:
+                    conn.execute("DROP TABLE IF EXISTS runs")
+                conn.executescript(_SCHEMA)
+            self._conn = conn
+        return self._conn
+
+    def exists(self) -> bool:
+        return os.path.exists(self.path)
+
+    def upsert(self, manifests: Iterable[dict]) -> None:
+        rows = [_row_of(m) for m in manifests]
+        if not rows:
+            return
+        marks = ",".join("?" * len(_COLUMNS))
+        with self._lock:
+            conn = self._connect()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(f"INSERT OR REPLACE INTO runs ({','.join(_COLUMNS)}) "
+                                 f"VALUES ({marks})", rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def replace_all(self, manifests: Iterable[dict]) -> None:
+        rows = [_row_of(m) for m in manifests]
+        marks = ",".join("?" * len(_COLUMNS))
+        with self._lock:
+            conn = self._connect()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DELETE FROM runs")
+                conn.executemany(f"INSERT OR REPLACE INTO runs ({','.join(_COLUMNS)}) "
+                                 f"VALUES ({marks})", rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._connect().execute("SELECT id FROM runs")]
+
+    def query(self, *, project: str | None = None, params: dict | None = None,
+              fingerprint: str | None = None, sort_metric: str | None = None,
+              descending: bool = False) -> list[dict]:
+        """Rows as partial manifests; status filtering happens above (crash detection)."""
+        where, args = [], []
+        if project is not None:
+            where.append("project = ?")
+            args.append(project)
+        if fingerprint is not None:
+            where.append("fingerprint = ?")
+            args.append(fingerprint)
+        for key, value in (params or {}).items():
+            path = '$."' + key.replace('"', '""') + '"'
+            if isinstance(value, bool):
+                where.append("json_extract(params, ?) = ?")
+                args += [path, 1 if value else 0]
+            elif isinstance(value, (int, float)):
+                where.append("CAST(json_extract(params, ?) AS REAL) = ?")
+                args += [path, float(value)]
+            elif value is None:
+                where.append("json_type(params, ?) = 'null'")
+                args.append(path)
+            elif isinstance(value, str):
+                where.append("json_extract(params, ?) = ?")
+                args += [path, value]
+            else:
+                where.append("json(json_extract(params, ?)) = json(?)")
+                args += [path, json.dumps(value)]
+        sql = f"SELECT {','.join(_COLUMNS)} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        if sort_metric:
+            path = '$."' + sort_metric.replace('"', '""') + '".last'
+            sql += (" ORDER BY json_extract(summary, ?) IS NULL, json_extract(summary, ?) "
+                    + ("DESC" if descending else "ASC") + ", start_time DESC")
+            args += [path, path]
+        else:
+            sql += " ORDER BY start_time DESC"
+        with self._lock:
+            rows = self._connect().execute(sql, args).fetchall()
+        out = []
+        for r in rows:
+            rec = dict(zip(_COLUMNS, r))
+            rec["writer"] = {"host": rec.pop("host"), "pid": rec.pop("pid")}
+            rec["params"] = json.loads(rec["params"] or "{}")
+            rec["tags"] = json.loads(rec["tags"] or "{}")
+            rec["metrics_summary"] = json.loads(rec.pop("summary") or "{}")
+            rec["parent"] = json.loads(rec["parent"]) if rec["parent"] else None
+            out.append(rec)
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

@@ -1,0 +1,332 @@
+"""The embedded local store: run directories, content-addressed objects, a SQLite index.
+
+```
+<root>/index.sqlite             cache of the manifests (rebuildable)
+<root>/objects/ab/cdef...       sha256-addressed blobs, stored once
+<root>/runs/<id>/run.json       the manifest, rewritten atomically
+<root>/runs/<id>/metrics.bin    fixed-size metric points, append-only
+<root>/runs/<id>/metrics.names  metric names, one a line, append-only
+<root>/runs/<id>/events.jsonl   status changes, heartbeats, warnings
+```
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import tempfile
+import threading
+from typing import Iterator
+
+from mlrepro import record
+from mlrepro.errors import CorruptRecord, RunNotFound, StoreError
+from mlrepro.record import Points, decode_points, encode_points
+from mlrepro.store.base import (EventsAppend, ManifestWrite, MetricsAppend, ObjectPut, RunFilePut,
+                                Store, Write)
+from mlrepro.store.files import append_bytes, atomic_write_bytes, atomic_write_json
+from mlrepro.store.index import Index
+
+_CHUNK = 1 << 20
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    # A zombie (killed child not yet reaped) is dead for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
+
+
+class LocalStore(Store):
+    """A store in a directory; safe for several processes writing different runs at once."""
+
+    def __init__(self, root: str):
+        self.root = os.path.abspath(os.path.expanduser(root))
+        self.uri = self.root
+        self.index = Index(os.path.join(self.root, record.INDEX_FILE))
+        self._names: dict[str, dict[str, int]] = {}
+        self._names_lock = threading.Lock()
+        self.host = socket.gethostname()
+
+    # -- paths ----------------------------------------------------------------
+    def run_dir(self, run_id: str) -> str:
+        return os.path.join(self.root, record.RUNS_DIR, run_id)
+
+    def object_path(self, digest: str) -> str:
+        return os.path.join(self.root, record.OBJECTS_DIR, digest[:2], digest[2:])
+
+    def _ensure_root(self) -> None:
+        os.makedirs(os.path.join(self.root, record.RUNS_DIR), exist_ok=True)
+        os.makedirs(os.path.join(self.root, record.OBJECTS_DIR), exist_ok=True)
+
+    # -- writing --------------------------------------------------------------
+    def claim_run_id(self, run_id: str) -> bool:
+        self._ensure_root()
+        try:
+            os.mkdir(self.run_dir(run_id))
+        except FileExistsError:
+            return False
+        return True
+
+    def write_batch(self, writes: list[Write]) -> None:
+        manifests = []
+        for w in writes:
+            if isinstance(w, MetricsAppend):
+                self._append_points(w.run_id, w.points)
+            elif isinstance(w, EventsAppend):
+                lines = "".join(json.dumps(e, sort_keys=True, default=str) + "\n"
+                                for e in w.events)
+                append_bytes(os.path.join(self.run_dir(w.run_id), record.EVENTS_FILE),
+                             lines.encode("utf-8"))
+            elif isinstance(w, ObjectPut):
+                self.put_object(w)
+            elif isinstance(w, RunFilePut):
+                name = record.ensure_safe_name(w.name, "run file name")
+                path = os.path.join(self.run_dir(w.run_id), name)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                atomic_write_bytes(path, w.data)
+                self._names.pop(w.run_id, None)
+                if name == record.MANIFEST_FILE:
+                    manifests.append(record.validate_manifest(json.loads(w.data)))
+            elif isinstance(w, ManifestWrite):
+                os.makedirs(self.run_dir(w.run_id), exist_ok=True)
+                atomic_write_json(os.path.join(self.run_dir(w.run_id), record.MANIFEST_FILE),
+                                  w.manifest)
+                manifests.append(w.manifest)
+            else:
+                raise TypeError(f"unknown write {type(w).__name__}")
+        if manifests:
+            latest = {m["id"]: m for m in manifests}
+            self.index.upsert(latest.values())
+
+    def _name_ids(self, run_id: str) -> dict[str, int]:
+        ids = self._names.get(run_id)
+        if ids is None:
+            path = os.path.join(self.run_dir(run_id), record.METRIC_NAMES_FILE)
+            ids = {}
+            if os.path.exists(path):
+                with open(path, encoding="utf-8") as fh:
+                    for i, line in enumerate(fh.read().split("\n")[:-1]):
+                        ids[json.loads(line)] = i
+            self._names[run_id] = ids
+        return ids
+
+    def _append_points(self, run_id: str, points: list) -> None:
+        if not points:
+            return
+        with self._names_lock:
+            ids = self._name_ids(run_id)
+            new = []
+            encoded = []
+            for step, value, wall, epoch, name, attempt in points:
+                nid = ids.get(name)
+                if nid is None:
+                    nid = ids[name] = len(ids)
+                    new.append(name)
+                encoded.append((step, value, wall, epoch, nid, attempt))
+            directory = self.run_dir(run_id)
+            if new:
+                try:
+                    append_bytes(os.path.join(directory, record.METRIC_NAMES_FILE),
+                                 "".join(json.dumps(n) + "\n" for n in new).encode("utf-8"))
+                except BaseException:
+                    self._names.pop(run_id, None)
+                    raise
+            append_bytes(os.path.join(directory, record.METRICS_FILE), encode_points(encoded))
+
+    def put_object(self, put: ObjectPut) -> str:
+        """Store bytes once by sha256; fills `put.digest` and `put.size`."""
+        self._ensure_root()
+        tmp_dir = os.path.join(self.root, record.OBJECTS_DIR, "tmp")
+        os.makedirs(tmp_dir, exist_ok=True)
+        if put.data is not None:
+            digest = hashlib.sha256(put.data).hexdigest()
+            put.digest, put.size = digest, len(put.data)
+            if not self.has_object(digest):
+                self._install(digest, tmp_dir, lambda fh: fh.write(put.data))
+            return digest
+        hasher = hashlib.sha256()
+        size = 0
+        fd, tmp = tempfile.mkstemp(dir=tmp_dir)
+        try:
+            with os.fdopen(fd, "wb") as out, open(put.path, "rb") as src:
+                while True:
+                    chunk = src.read(_CHUNK)
+                    if not chunk:
+                        break
+                    hasher.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            digest = hasher.hexdigest()
+            put.digest, put.size = digest, size
+            final = self.object_path(digest)
+            if os.path.exists(final):
+                os.unlink(tmp)
+            else:
+                os.makedirs(os.path.dirname(final), exist_ok=True)
+                os.chmod(tmp, 0o444)
+                os.replace(tmp, final)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return digest
+
+    def _install(self, digest: str, tmp_dir: str, write) -> None:
+        fd, tmp = tempfile.mkstemp(dir=tmp_dir)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                write(out)
+                out.flush()
+                os.fsync(out.fileno())
+            final = self.object_path(digest)
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, final)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    # -- reading --------------------------------------------------------------
+    def run_ids(self) -> list[str]:
+        runs = os.path.join(self.root, record.RUNS_DIR)
+        try:
+            return [d for d in os.listdir(runs) if not d.startswith(".")]
+        except FileNotFoundError:
+            return []
+
+    def read_manifest(self, run_id: str) -> dict:
+        path = os.path.join(self.run_dir(run_id), record.MANIFEST_FILE)
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+        except FileNotFoundError:
+            if os.path.isdir(self.run_dir(run_id)):
+                raise CorruptRecord(f"run {run_id} has no {record.MANIFEST_FILE} (its writer died "
+                                    f"before the first write): delete {self.run_dir(run_id)}")
+            raise RunNotFound(f"no run {run_id!r} in {self.uri}: list runs with `mlrepro runs`")
+        try:
+            return record.validate_manifest(json.loads(raw.decode("utf-8")))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CorruptRecord(f"{path} is corrupt ({exc}): restore it from a copy (a remote or "
+                                "backup) or delete the run directory; other runs are unaffected")
+
+    def list_run_files(self, run_id: str) -> list[str]:
+        directory = self.run_dir(run_id)
+        out = []
+        for root, dirs, files in os.walk(directory):
+            dirs.sort()
+            for f in sorted(files):
+                if f.startswith(".tmp-"):
+                    continue
+                out.append(os.path.relpath(os.path.join(root, f), directory).replace(os.sep, "/"))
+        return out
+
+    def read_run_file(self, run_id: str, name: str) -> bytes:
+        name = record.ensure_safe_name(name, "run file name")
+        with open(os.path.join(self.run_dir(run_id), name), "rb") as fh:
+            return fh.read()
+
+    def read_points(self, run_id: str) -> Points:
+        directory = self.run_dir(run_id)
+        try:
+            with open(os.path.join(directory, record.METRIC_NAMES_FILE), encoding="utf-8") as fh:
+                names = []
+                for line in fh.read().split("\n")[:-1]:
+                    try:
+                        names.append(json.loads(line))
+                    except ValueError:
+                        names.append(line)
+            with open(os.path.join(directory, record.METRICS_FILE), "rb") as fh:
+                blob = fh.read()
+        except FileNotFoundError:
+            return Points()
+        return decode_points(blob, names)
+
+    def read_events(self, run_id: str) -> list[dict]:
+        out = []
+        try:
+            with open(os.path.join(self.run_dir(run_id), record.EVENTS_FILE),
+                      encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    try:
+                        out.append(json.loads(line))
+                    except ValueError:
+                        continue  # a torn last line after SIGKILL
+        except FileNotFoundError:
+            pass
+        return out
+
+    def effective_status(self, manifest: dict) -> str:
+        return record.effective_status(manifest, this_host=self.host, pid_alive=_pid_alive)
+
+    def rebuild_index(self) -> tuple[int, list[tuple[str, str]]]:
+        """Re-read every manifest into a fresh index; returns (indexed, [(run id, problem)])."""
+        good, bad = [], []
+        for run_id in sorted(self.run_ids()):
+            try:
+                good.append(self.read_manifest(run_id))
+            except (CorruptRecord, RunNotFound) as exc:
+                bad.append((run_id, str(exc)))
+        try:
+            self.index.replace_all(good)
+        except Exception as exc:  # sqlite3 errors on a read-only store
+            raise StoreError(f"cannot write the index {self.index.path} ({exc}): "
+                             "make the store writable and run `mlrepro index --rebuild`")
+        return len(good), bad
+
+    def list_runs(self, *, project=None, status=None, params=None, fingerprint=None,
+                  sort_metric=None, descending=False) -> list[dict]:
+        if not os.path.isdir(os.path.join(self.root, record.RUNS_DIR)):
+            return []
+        if not self.index.exists():
+            self.rebuild_index()
+        rows = self.index.query(project=project, params=params, fingerprint=fingerprint,
+                                sort_metric=sort_metric, descending=descending)
+        for row in rows:
+            row["status"] = self.effective_status(row)
+        if status:
+            wanted = {status} if isinstance(status, str) else set(status)
+            rows = [r for r in rows if r["status"] in wanted]
+        return rows
+
+    def has_object(self, digest: str) -> bool:
+        return os.path.exists(self.object_path(digest))
+
+    def open_object(self, digest: str):
+        try:
+            return open(self.object_path(digest), "rb")
+        except FileNotFoundError:
+            raise StoreError(f"object {digest[:12]} is missing from {self.uri}: "
+                             "pull the run again from its remote")
+
+    def iter_objects(self) -> Iterator[str]:
+        base = os.path.join(self.root, record.OBJECTS_DIR)
+        for sub in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+            if len(sub) != 2:
+                continue
+            for rest in sorted(os.listdir(os.path.join(base, sub))):
+                yield sub + rest
+
+    def delete_run(self, run_id: str) -> None:
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+        self._names.pop(run_id, None)
+
+    def close(self) -> None:
+        self.index.close()
