@@ -29,6 +29,7 @@ HEARTBEAT_ENV = "MLREPRO_HEARTBEAT_SECONDS"
 FLUSH_ENV = "MLREPRO_FLUSH_SECONDS"
 DISABLE_ENV = "MLREPRO_DISABLE"
 SPOT_ENV = "MLREPRO_SPOT"
+PARENT_ENV = "MLREPRO_PARENT"  # JSON {"kind": ..., "run": ...}: set by `mlrepro reproduce`
 FINISH_TIMEOUT = 5.0
 
 _active: list["Run"] = []
@@ -95,6 +96,14 @@ class Run:
         self._last_manifest_write = 0.0
         self._warnings = 0
         self._runtime = runtime
+        self._finish_hooks: list = []
+        if parent is None and os.environ.get(PARENT_ENV):
+            try:
+                import json
+
+                parent = json.loads(os.environ[PARENT_ENV])
+            except ValueError:
+                parent = {"kind": "child-of", "run": os.environ[PARENT_ENV]}
         if write is None:
             write = os.environ.get(DISABLE_ENV, "") not in ("1", "true", "yes")
             if write and runtime is not None and getattr(runtime, "is_chief", True) is False:
@@ -129,6 +138,8 @@ class Run:
             self.manifest["params"] = redact(jsonable(dict(params or {})))
             self.manifest["tags"] = redact(jsonable(dict(tags or {})))
             self.manifest["parent"] = jsonable(dict(parent)) if parent else None
+        if resumed is not None and parent and not resumed.get("parent"):
+            resumed["parent"] = jsonable(dict(parent))
         self.manifest["seed"] = self.seed
         self.manifest["determinism"] = self.determinism
         self.manifest["heartbeat_interval"] = self.heartbeat_interval
@@ -369,12 +380,13 @@ class Run:
         warn("mlrepro: " + message)
 
     # -- writer-thread callbacks ------------------------------------------------------
-    def _snapshot(self) -> dict:
+    def _snapshot(self, clear_dirty: bool = True) -> dict:
         from mlrepro.capture.fingerprint import fingerprints
 
         with self._lock:
             manifest = copy.deepcopy(self.manifest)
-            self._dirty = False
+            if clear_dirty:
+                self._dirty = False
         if self.writer is not None:
             summary = self.writer.summary_json()
             if summary:
@@ -410,6 +422,14 @@ class Run:
         with self._lock:
             self.manifest.setdefault("spooled", {})["reason"] = str(error)
             self._dirty = True
+
+    def fingerprints(self) -> dict:
+        """The run's part fingerprints now (code, data, params, environment, run)."""
+        return self._snapshot(clear_dirty=False)["fingerprints"]
+
+    def add_finish_hook(self, hook) -> None:
+        """Call `hook(run)` on the writer's side after the final record is written."""
+        self._finish_hooks.append(hook)
 
     # -- ending ---------------------------------------------------------------------
     def flush(self, timeout: float = FINISH_TIMEOUT) -> bool:
@@ -447,6 +467,11 @@ class Run:
             return True
         self.event("status", status=status)
         ok = self.writer.close(timeout)
+        for hook in self._finish_hooks:
+            try:
+                hook(self)
+            except Exception as exc:  # noqa: BLE001 - the run's status stays the true one
+                self._warn(f"finish hook {getattr(hook, '__name__', hook)!r} failed: {exc!r}")
         if not ok:
             msg = (f"mlrepro could not write run {self.id} within {timeout:.0f}s "
                    f"({self.writer.pending()} records pending); its record may be incomplete")
