@@ -124,7 +124,7 @@ def cmd_recover(args) -> int:
     for run_id in ids:
         try:
             merge_spooled_run(spool, store, run_id, report)
-        except MlreproError as exc:
+        except (MlreproError, OSError) as exc:
             report.skipped.append((run_id, str(exc)))
             continue
         if not args.keep:
@@ -208,6 +208,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"mlrepro: error: {exc.strerror or exc}{where}: check the path and its "
+              "permissions and free space", file=sys.stderr)
+        return 1
     except Exception as exc:  # noqa: BLE001 - a bug: one line, traceback on request
         if os.environ.get("MLREPRO_DEBUG"):
             traceback.print_exc()

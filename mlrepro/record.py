@@ -58,7 +58,7 @@ def is_run_id(text: str) -> bool:
 
 def matches_prefix(run_id: str, prefix: str) -> bool:
     """A prefix names a run if the id, or the id's random tail, starts with it."""
-    prefix = prefix.lower()
+    prefix, run_id = prefix.lower(), run_id.lower()
     return run_id.startswith(prefix) or run_id.split("-", 1)[-1].startswith(prefix)
 
 

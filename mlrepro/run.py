@@ -104,6 +104,8 @@ class Run:
                 parent = json.loads(os.environ[PARENT_ENV])
             except ValueError:
                 parent = {"kind": "child-of", "run": os.environ[PARENT_ENV]}
+        if runtime is None:
+            runtime = self._runtime = _detect_runtime()
         if write is None:
             write = os.environ.get(DISABLE_ENV, "") not in ("1", "true", "yes")
             if write and runtime is not None and getattr(runtime, "is_chief", True) is False:
@@ -116,6 +118,8 @@ class Run:
         self.determinism = apply_seed(seed, deterministic)
         self.seed = self.determinism["seed"]
         now = time.time()
+        if store is None and self.writes:
+            store = _runtime_store(runtime)
         self.store = self._open_store(store) if self.writes else None
         resumed = None
         if run_id is not None and self.store is not None:
@@ -159,6 +163,7 @@ class Run:
             for put in self._objects:
                 self.writer.submit(put)
             self._objects = []
+            _runtime_export(self, runtime)
             self.event("started" if resumed is None else "resumed", attempt=self.attempt)
             self.writer.wake()
         else:
@@ -183,6 +188,8 @@ class Run:
         return LocalStore(spool_dir())
 
     def _claim_id(self) -> str:
+        if self.store is None:  # a run that writes nothing (a non-chief worker) claims nothing
+            return record.new_run_id()
         for _ in range(20):
             run_id = record.new_run_id()
             try:
@@ -284,14 +291,21 @@ class Run:
         ep = NO_EPOCH if epoch is None else epoch
         attempt = self.attempt
         append = self._append
+        done = 0
         try:
             for name, value in metrics.items():
                 append((step, float(value), wall, ep, name, attempt))
+                done += 1
         except Exception:  # noqa: BLE001 - a bad value must not reach training
-            self._log_metrics_slow(metrics, step, wall, ep)
+            self._log_metrics_slow(metrics, done, step, wall, ep)
 
-    def _log_metrics_slow(self, metrics, step, wall, ep) -> None:
-        for name, value in dict(metrics).items():
+    def _log_metrics_slow(self, metrics, done, step, wall, ep) -> None:
+        try:
+            items = list(dict(metrics).items())[done:]
+        except Exception as exc:  # noqa: BLE001
+            self._warn(f"metrics {metrics!r} are not a mapping of names to numbers ({exc})")
+            return
+        for name, value in items:
             try:
                 self._append((int(step), float(value), wall, ep, str(name), self.attempt))
             except Exception as exc:  # noqa: BLE001
@@ -509,6 +523,36 @@ class Run:
 
 def _discard(_item) -> None:
     pass
+
+
+def _detect_runtime():
+    """`mlrepro.runtime.detect()`, or None if it fails (runtime capture is descriptive)."""
+    try:
+        from mlrepro import runtime as runtime_mod
+
+        return runtime_mod.detect()
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _runtime_store(rt):
+    """The runtime's default store (SageMaker: inside the checkpoint dir), or None."""
+    try:
+        from mlrepro import runtime as runtime_mod
+
+        return runtime_mod.default_store(rt)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _runtime_export(run, rt) -> None:
+    """On SageMaker, copy the finished run into the job's output (a finish hook)."""
+    try:
+        from mlrepro import runtime as runtime_mod
+
+        runtime_mod.export_run_on_finish(run, rt)
+    except Exception as exc:  # noqa: BLE001
+        run._warn(f"cannot arrange to copy the run into the job output: {exc!r}")
 
 
 def _digest_bytes(data: bytes) -> str:

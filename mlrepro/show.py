@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import math
 
@@ -12,7 +11,9 @@ TABLE_METRICS = 3
 def when(ts) -> str:
     if not ts:
         return "-"
-    return _dt.datetime.fromtimestamp(float(ts)).strftime("%Y-%m-%d %H:%M:%S")
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ts)))
 
 
 def duration(start, end, now=None) -> str:

@@ -45,6 +45,10 @@ def spool_dir(environ=None) -> str:
     return os.path.join(tempfile.gettempdir(), f"mlrepro-spool-{os.getuid()}")
 
 
+def _count(write) -> int:
+    return len(write.points) if isinstance(write, MetricsAppend) else 1
+
+
 def warn(message: str) -> None:
     """A tracking problem: a visible warning, never an exception."""
     warnings.warn(message, MlreproWarning, stacklevel=3)
@@ -168,30 +172,38 @@ class Writer:
             b.set()
 
     def _write(self, batch: list) -> None:
-        if not batch or self.dead:
-            if batch:
-                self.dropped += sum(len(w.points) if isinstance(w, MetricsAppend) else 1
-                                    for w in batch)
+        """Write each record with bounded retries; on lasting failure, the rest go to the spool.
+
+        Records are applied one at a time so that a retry never repeats one that
+        already landed (no duplicated points after a transient error).
+        """
+        for i, write in enumerate(batch):
+            if self.dead:
+                self.dropped += sum(_count(w) for w in batch[i:])
+                return
+            error: Exception | None = None
+            for attempt in range(self.retries + 1):
+                try:
+                    self.store.write_batch([write])
+                    error = None
+                    break
+                except Exception as exc:  # noqa: BLE001
+                    error = exc
+                    time.sleep(0.05 * (attempt + 1))
+            if error is None:
+                continue
+            if not self.failed_over and self._spool_factory is not None:
+                self._fail_over(error)
+                try:
+                    self.store.write_batch([write])
+                    continue
+                except Exception as exc:  # noqa: BLE001
+                    error = exc
+            self.dead = True
+            self._note(f"mlrepro cannot write run {self.run_id} anywhere ({error!r}); "
+                       "training continues, further records of this run are dropped")
+            self.dropped += sum(_count(w) for w in batch[i:])
             return
-        error: Exception | None = None
-        for attempt in range(self.retries + 1):
-            try:
-                self.store.write_batch(batch)
-                return
-            except Exception as exc:  # noqa: BLE001
-                error = exc
-                time.sleep(0.05 * (attempt + 1))
-        if not self.failed_over and self._spool_factory is not None:
-            self._fail_over(error)
-            try:
-                self.store.write_batch(batch)
-                return
-            except Exception as exc:  # noqa: BLE001
-                error = exc
-        self.dead = True
-        self._note(f"mlrepro cannot write run {self.run_id} anywhere ({error!r}); "
-                   "training continues, further records of this run are dropped")
-        self.dropped += sum(len(w.points) if isinstance(w, MetricsAppend) else 1 for w in batch)
 
     def _fail_over(self, error: Exception) -> None:
         try:

@@ -38,12 +38,11 @@ def _git(args: list[str], cwd: str, *, binary: bool = False, ok_codes=(0,)):
 
 def entry_point(argv: list[str] | None = None) -> str | None:
     """The script that is running (`python train.py`), if it is a file."""
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    if not path and argv:
-        path = argv[0]
-    if path and os.path.isfile(path):
-        return os.path.abspath(path)
+    candidates = [argv[0]] if argv else []
+    candidates.append(getattr(sys.modules.get("__main__"), "__file__", None))
+    for path in candidates:
+        if path and os.path.isfile(path):
+            return os.path.abspath(path)
     return None
 
 

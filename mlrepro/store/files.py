@@ -35,13 +35,25 @@ def atomic_write_json(path: str, value, *, fsync: bool = True) -> None:
 
 
 def append_bytes(path: str, data: bytes) -> None:
-    """One O_APPEND write: concurrent appenders never interleave inside a write."""
+    """Append all of `data` or nothing: a failed write (disk full) is cut back off.
+
+    Files appended to here have one writer each (the run's writer thread), so
+    truncating back to the size before the write cannot hurt anyone else's data.
+    """
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        start = os.fstat(fd).st_size
         view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        try:
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+        except BaseException:
+            try:
+                os.ftruncate(fd, start)
+            except OSError:
+                pass
+            raise
     finally:
         os.close(fd)
 

@@ -27,7 +27,8 @@ class CopyReport:
 
 
 def _copy_objects(src: Store, dst: Store, run_id: str, manifest: dict,
-                  report: CopyReport) -> None:    for digest in objects_of(manifest):
+                  report: CopyReport) -> None:
+    for digest in objects_of(manifest):
         if dst.has_object(digest):
             report.objects_present += 1
             continue
