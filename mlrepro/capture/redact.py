@@ -17,11 +17,14 @@ _SECRET_NAME = re.compile(
     r"credential|auth(?!or)|session[_-]?key|signature|cookie|dsn|pwd)", re.IGNORECASE)
 _NOT_SECRET_NAME = re.compile(r"(^|_)(tokenizer|num_tokens|max_tokens|tokens_per)",
                               re.IGNORECASE)
-_URL_CREDS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<creds>[^/@\s:]*(:[^/@\s]*)?)@")
-_QUERY_SECRET = re.compile(
-    r"(?P<key>[?&;](?:[^=&\s]*(?:token|secret|password|passwd|signature|api[_-]?key|"
-    r"access[_-]?key|credential|sig|x-amz-security-token|x-amz-credential)[^=&\s]*))="
-    r"(?P<value>[^&\s#]+)", re.IGNORECASE)
+# Every repetition is bounded so that a long string (a 2 MB param) cannot make a
+# pattern backtrack quadratically.
+_URL_CREDS = re.compile(
+    r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]{0,30}://)(?P<creds>[^/@\s:]{0,256}(:[^/@\s]{0,1024})?)@")
+_QUERY_PARAM = re.compile(r"(?P<key>[?&;][^=&\s?;#]{1,128})=(?P<value>[^&\s#;]+)")
+_QUERY_SECRET_KEY = re.compile(
+    r"(token|secret|password|passwd|signature|api[_-]?key|access[_-]?key|credential|sig\b|"
+    r"x-amz-security-token|x-amz-credential)", re.IGNORECASE)
 _VALUE_PATTERNS = [
     re.compile(r"\b(AKIA|ASIA|AROA|AIDA)[0-9A-Z]{16}\b"),               # AWS access key ids
     re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b"),                      # GitHub tokens
@@ -48,7 +51,8 @@ def is_secret_name(name: str) -> bool:
 def redact_url(url: str) -> str:
     """Drop user:password from a URL and secret-looking query values."""
     url = _URL_CREDS.sub(lambda m: m.group("scheme") + REDACTED + "@", url)
-    return _QUERY_SECRET.sub(lambda m: m.group("key") + "=" + REDACTED, url)
+    return _QUERY_PARAM.sub(lambda m: m.group("key") + "=" + REDACTED
+                            if _QUERY_SECRET_KEY.search(m.group("key")) else m.group(0), url)
 
 
 def redact_text(text: str) -> str:

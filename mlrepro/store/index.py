@@ -86,6 +86,21 @@ class Index:
             self._conn = conn
         return self._conn
 
+    def reset(self) -> None:
+        """Throw the index away (it is only a cache): used when its file is not a database."""
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                except sqlite3.Error:
+                    pass
+                self._conn = None
+            for suffix in ("", "-wal", "-shm"):
+                try:
+                    os.remove(self.path + suffix)
+                except FileNotFoundError:
+                    pass
+
     def exists(self) -> bool:
         return os.path.exists(self.path)
 

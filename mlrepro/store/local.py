@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import tempfile
 import threading
 from typing import Iterator
@@ -285,7 +286,13 @@ class LocalStore(Store):
             except (CorruptRecord, RunNotFound) as exc:
                 bad.append((run_id, str(exc)))
         try:
-            self.index.replace_all(good)
+            try:
+                self.index.replace_all(good)
+            except sqlite3.DatabaseError as exc:
+                if "not a database" not in str(exc) and "malformed" not in str(exc):
+                    raise
+                self.index.reset()
+                self.index.replace_all(good)
         except Exception as exc:  # sqlite3 errors on a read-only store
             raise StoreError(f"cannot write the index {self.index.path} ({exc}): "
                              "make the store writable and run `mlrepro index --rebuild`")
@@ -297,8 +304,21 @@ class LocalStore(Store):
             return []
         if not self.index.exists():
             self.rebuild_index()
-        rows = self.index.query(project=project, params=params, fingerprint=fingerprint,
-                                sort_metric=sort_metric, descending=descending)
+        query = dict(project=project, params=params, fingerprint=fingerprint,
+                     sort_metric=sort_metric, descending=descending)
+        try:
+            rows = self.index.query(**query)
+        except sqlite3.DatabaseError as exc:
+            if "not a database" not in str(exc) and "malformed" not in str(exc):
+                raise
+            import warnings
+
+            from mlrepro.writer import MlreproWarning
+
+            warnings.warn(f"the index {self.index.path} was unreadable ({exc}); rebuilt it from "
+                          "the run manifests", MlreproWarning, stacklevel=2)
+            self.rebuild_index()
+            rows = self.index.query(**query)
         for row in rows:
             row["status"] = self.effective_status(row)
         if status:
