@@ -86,10 +86,21 @@ def place(environ: Mapping[str, str], hosts: Sequence[str] = (),
     except ValueError as exc:
         problems.append(str(exc))
         config = None
+    if config is not None and environ.get(_tfconfig.SOURCE_ENV):
+        # mlrepro exported this TF_CONFIG earlier (`Runtime.write_env`): name its real
+        # launcher again, as long as the variables still build the same one.
+        rebuilt = _from_launchers(environ, hosts, current_host, problems)
+        if rebuilt.tf_config == config:
+            return rebuilt
     if config is not None:
         rank, world, chief = _tfconfig.placement(config)
         return Placement(TF_CONFIG, rank, world, 0, chief, config, False, tuple(problems))
+    return _from_launchers(environ, hosts, current_host, problems)
 
+
+def _from_launchers(environ: Mapping[str, str], hosts: Sequence[str],
+                    current_host: str | None, problems: list[str]) -> Placement:
+    problems = list(problems)
     ordered = sorted(set(hosts))
     try:
         port = int(environ.get(_tfconfig.PORT_ENV) or _tfconfig.DEFAULT_PORT)

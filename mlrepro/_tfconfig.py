@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 TF_CONFIG_ENV = "TF_CONFIG"
 PORT_ENV = "MLREPRO_TF_PORT"              # port of every worker when built from host names
 ADDRESSES_ENV = "MLREPRO_HOST_ADDRESSES"  # host=addr:port,... : several "hosts" on one machine
+SOURCE_ENV = "MLREPRO_TF_CONFIG_SOURCE"   # set beside a TF_CONFIG mlrepro built: its launcher
 DEFAULT_PORT = 2222
 TRAINING_TASKS = ("chief", "worker")      # the tasks that train; ps/evaluator do not
 

@@ -30,6 +30,7 @@ FLUSH_ENV = "MLREPRO_FLUSH_SECONDS"
 DISABLE_ENV = "MLREPRO_DISABLE"
 SPOT_ENV = "MLREPRO_SPOT"
 PARENT_ENV = "MLREPRO_PARENT"  # JSON {"kind": ..., "run": ...}: set by `mlrepro reproduce`
+SEED_ENV = "MLREPRO_SEED"  # the seed for `seed=None`: set by `mlrepro reproduce` for generated seeds
 FINISH_TIMEOUT = 5.0
 
 _active: list["Run"] = []
@@ -115,6 +116,8 @@ class Run:
         from mlrepro.capture.redact import redact
         from mlrepro.capture.seeds import apply_seed
 
+        if seed is None and deterministic and os.environ.get(SEED_ENV, "").isdigit():
+            seed = int(os.environ[SEED_ENV])
         self.determinism = apply_seed(seed, deterministic)
         self.seed = self.determinism["seed"]
         now = time.time()
@@ -164,6 +167,7 @@ class Run:
                 self.writer.submit(put)
             self._objects = []
             _runtime_export(self, runtime)
+            _live_push(self)
             self.event("started" if resumed is None else "resumed", attempt=self.attempt)
             self.writer.wake()
         else:
@@ -555,6 +559,20 @@ def _runtime_export(run, rt) -> None:
         run._warn(f"cannot arrange to copy the run into the job output: {exc!r}")
 
 
+def _live_push(run) -> None:
+    """With MLREPRO_REMOTE set, push the run to that remote periodically and at the end."""
+    if not os.environ.get("MLREPRO_REMOTE"):
+        return
+    try:
+        from mlrepro.live_push import attach
+
+        attach(run)
+    except Exception as exc:  # noqa: BLE001 - the run records locally all the same
+        from mlrepro.capture.redact import redact_text
+
+        run._warn(redact_text(f"cannot push this run to its remote: {exc}"))
+
+
 def _digest_bytes(data: bytes) -> str:
     import hashlib
 
@@ -600,11 +618,12 @@ def _install_process_hooks() -> None:
 
 def _on_signal(signum, frame) -> None:
     spot = os.environ.get(SPOT_ENV, "") in ("1", "true", "yes")
-    status = record.PREEMPTED if (spot and signum == signal.SIGTERM) else record.KILLED
     name = signal.Signals(signum).name
     with _active_lock:
         runs = list(_active)
     for run in runs:
+        run_spot = spot or bool(getattr(run._runtime, "spot", False))
+        status = record.PREEMPTED if (run_spot and signum == signal.SIGTERM) else record.KILLED
         try:
             run.finish(status, error=f"received {name}", timeout=FINISH_TIMEOUT)
         except Exception:  # noqa: BLE001

@@ -52,6 +52,7 @@ class Runtime:
         is_chief: the one process that writes the run.
         launcher: what placed this process: "tf_config", "mpi", "sagemaker" or "single".
         tf_config: the TF_CONFIG in force, or the one `write_env()` sets.
+        spot: a SageMaker managed spot job (`trainingjobconfig.json`), which may be restarted.
 
     Example:
         >>> import mlrepro
@@ -81,6 +82,7 @@ class Runtime:
     tf_config_built: bool = False
     base_dir: str | None = None
     dlami_version: str | None = None
+    spot: bool = False
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -100,6 +102,8 @@ class Runtime:
         }
         if self.dlami_version:
             out["dlami_version"] = self.dlami_version
+        if self.spot:
+            out["spot"] = True
         if self.problems:
             out["problems"] = list(self.problems)
         return out
@@ -107,7 +111,8 @@ class Runtime:
     def to_env(self) -> dict[str, str]:
         """The variables this runtime needs set: TF_CONFIG when mlrepro built it."""
         if self.tf_config is not None and self.tf_config_built:
-            return {_tfconfig.TF_CONFIG_ENV: _tfconfig.dumps(self.tf_config)}
+            return {_tfconfig.TF_CONFIG_ENV: _tfconfig.dumps(self.tf_config),
+                    _tfconfig.SOURCE_ENV: self.launcher}
         return {}
 
     def write_env(self, environ: "dict[str, str] | None" = None) -> dict[str, str]:
@@ -117,12 +122,12 @@ class Runtime:
         MultiWorkerMirroredStrategy (`mlrepro.distribute.strategy()` does).
         """
         target = os.environ if environ is None else environ
-        written = {}
-        for name, value in self.to_env().items():
-            if not target.get(name):
-                target[name] = value
-                written[name] = value
-        return written
+        wanted = self.to_env()
+        if target.get(_tfconfig.TF_CONFIG_ENV):  # a TF_CONFIG set by someone else stays theirs
+            return {}
+        for name, value in wanted.items():
+            target[name] = value
+        return wanted
 
     def as_dict(self) -> dict:
         """Every field, paths included (for printing; the run record uses `to_record`)."""
@@ -199,7 +204,7 @@ def detect(environ: Mapping[str, str] | None = None, base_dir: str | None = None
     base = sm.base_dir(environ, base_dir)
     resource = sm.read_config(base, sm.RESOURCE_CONFIG_FILE, problems)
     if resource is not None or any(environ.get(v) for v in sm.DETECTION_VARIABLES):
-        return _sagemaker(environ, base, resource, hostname, problems)
+        return _sagemaker(environ, base, resource, root, hostname, problems)
     return _local(environ, argv, root, hostname, problems)
 
 
@@ -232,7 +237,7 @@ def _local(environ, argv, root, hostname, problems) -> Runtime:
     )
 
 
-def _sagemaker(environ, base, resource, hostname, problems) -> Runtime:
+def _sagemaker(environ, base, resource, root, hostname, problems) -> Runtime:
     resource = resource or {}
     training_env = sm.env_json(environ, sm.SM_TRAINING_ENV, problems)
     training_env = training_env if isinstance(training_env, dict) else {}
@@ -249,8 +254,9 @@ def _sagemaker(environ, base, resource, hostname, problems) -> Runtime:
     problems.extend(placement.problems)
 
     hyperparameters = _sagemaker_hyperparameters(environ, base, training_env, problems)
+    job_config = sm.read_config(base, sm.TRAINING_JOB_CONFIG_FILE, problems) or {}
     job_name = (environ.get(sm.TRAINING_JOB_NAME) or training_env.get(sm.TE_JOB_NAME)
-                or _raw_job_name(base, problems))
+                or _raw_job_name(base, job_config, problems))
     return Runtime(
         kind=SAGEMAKER,
         model_dir=environ.get(sm.SM_MODEL_DIR) or training_env.get(sm.TE_MODEL_DIR)
@@ -264,7 +270,7 @@ def _sagemaker(environ, base, resource, hostname, problems) -> Runtime:
         current_host=current,
         rank=placement.rank, world_size=placement.world_size,
         local_rank=placement.local_rank,
-        num_gpus=_sagemaker_gpus(environ, training_env),
+        num_gpus=_sagemaker_gpus(environ, training_env, root),
         instance_type=_instance_type(resource, environ, training_env, current),
         job_name=job_name or None,
         is_chief=placement.is_chief,
@@ -272,6 +278,7 @@ def _sagemaker(environ, base, resource, hostname, problems) -> Runtime:
         master_addr=environ.get(sm.SM_MASTER_ADDR) or hosts[0],
         tf_config=placement.tf_config, tf_config_built=placement.tf_config_built,
         base_dir=base,
+        spot=bool(job_config.get(sm.JOB_CONFIG_SPOT)),
         problems=problems,
     )
 
@@ -288,12 +295,11 @@ def _sagemaker_hyperparameters(environ, base, training_env, problems) -> dict:
         if isinstance(hps, dict) else {}
 
 
-def _raw_job_name(base, problems) -> str | None:
+def _raw_job_name(base, job_config, problems) -> str | None:
     raw = sm.read_config(base, sm.HYPERPARAMETERS_FILE, problems) or {}
     if sm.JOB_NAME_HP in raw:
         return str(sm.parse_value(raw[sm.JOB_NAME_HP]))
-    job = sm.read_config(base, sm.TRAINING_JOB_CONFIG_FILE, problems) or {}
-    return job.get(sm.JOB_CONFIG_NAME)
+    return job_config.get(sm.JOB_CONFIG_NAME)
 
 
 def _channel_variables(environ) -> dict[str, str]:
@@ -328,14 +334,14 @@ def _checkpoint_dir(base, problems) -> str | None:
     return default if os.path.isdir(default) else None
 
 
-def _sagemaker_gpus(environ, training_env) -> int:
+def _sagemaker_gpus(environ, training_env, root) -> int:
     for value in (environ.get(sm.SM_NUM_GPUS), training_env.get(sm.TE_NUM_GPUS)):
         try:
             if value not in (None, ""):
                 return int(value)
         except (TypeError, ValueError):
             continue
-    return _machine.gpu_count("/", environ)
+    return _machine.gpu_count(root, environ)
 
 
 def _instance_type(resource, environ, training_env, current) -> str | None:

@@ -47,6 +47,7 @@ RC_GROUP_HOSTS = "hosts"
 CHECKPOINT_LOCAL_PATH = "LocalPath"
 CHECKPOINT_S3_URI = "S3Uri"
 JOB_CONFIG_NAME = "TrainingJobName"
+JOB_CONFIG_SPOT = "EnableManagedSpotTraining"
 
 # -- variables --------------------------------------------------------------------------
 TRAINING_JOB_NAME = "TRAINING_JOB_NAME"          # set by the platform in every job

@@ -150,7 +150,7 @@ def _train_like_loop(run, steps=2000):
 
 @pytest.mark.slow
 def test_a_full_store_warns_and_spools_while_training_goes_on(tmp_path):
-    with tmpfs(tmp_path / "small", size="64k") as small:
+    with tmpfs(tmp_path / "small", size="2m") as small:
         store = os.path.join(small, "store")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -160,7 +160,7 @@ def test_a_full_store_warns_and_spools_while_training_goes_on(tmp_path):
             filler = os.path.join(small, "filler")
             with open(filler, "wb") as fh:  # fill the disk after the run started
                 try:
-                    fh.write(b"x" * (1 << 20))
+                    fh.write(b"x" * (4 << 20))
                 except OSError:
                     pass
             assert _train_like_loop(run, 5000) == sum(range(5000))
