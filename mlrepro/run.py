@@ -561,7 +561,9 @@ def _runtime_export(run, rt) -> None:
 
 def _live_push(run) -> None:
     """With MLREPRO_REMOTE set, push the run to that remote periodically and at the end."""
-    if not os.environ.get("MLREPRO_REMOTE"):
+    from mlrepro.remote import REMOTE_ENV
+
+    if not os.environ.get(REMOTE_ENV):
         return
     try:
         from mlrepro.live_push import attach

@@ -149,7 +149,8 @@ def objects_of(manifest: dict) -> Iterable[str]:
     def walk(node):
         if isinstance(node, dict):
             for key, value in node.items():
-                if key in ("digest", "object") and isinstance(value, str) and len(value) == 64:
+                if (key in ("digest", "object", "patch") or key.endswith("_object")) \
+                        and isinstance(value, str) and len(value) == 64:
                     if value not in seen:
                         seen.add(value)
                         yield value

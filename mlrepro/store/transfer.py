@@ -6,10 +6,12 @@ interrupted copy is finished by running it again (only missing objects move).
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 from dataclasses import dataclass, field
 
 from mlrepro import record
-import json
 
 from mlrepro.store.base import (EventsAppend, MetricsAppend, ObjectPut, RunFilePut, Store,
                                 objects_of)
@@ -27,33 +29,69 @@ class CopyReport:
 
 
 def _copy_objects(src: Store, dst: Store, run_id: str, manifest: dict,
-                  report: CopyReport) -> None:
+                  report: CopyReport, done: set | None = None) -> None:
     for digest in objects_of(manifest):
+        if done is not None:
+            if digest in done:
+                continue
+            done.add(digest)
         if dst.has_object(digest):
             report.objects_present += 1
             continue
         if not src.has_object(digest):
             report.skipped.append((run_id, f"object {digest[:12]} missing in {src.uri}"))
             continue
-        data = src.read_object(digest)
-        dst.write_batch([ObjectPut(data=data)])
+        put, temporary = _streamed_put(src, digest)
+        try:
+            dst.write_batch([put])
+        finally:
+            if temporary:
+                os.unlink(temporary)
+        if put.digest != digest:
+            report.skipped.append((run_id, f"object {digest[:12]} in {src.uri} does not hash to "
+                                           "its name (corrupt)"))
+            continue
         report.objects_copied += 1
-        report.bytes_copied += len(data)
+        report.bytes_copied += put.size or 0
+
+
+def _streamed_put(src: Store, digest: str) -> tuple[ObjectPut, str | None]:
+    """An ObjectPut that reads from a file when it can, so big objects never sit in memory."""
+    object_path = getattr(src, "object_path", None)
+    if object_path is not None:
+        return ObjectPut(path=object_path(digest)), None
+    download = getattr(src, "download_object", None)
+    if download is not None:
+        fd, tmp = tempfile.mkstemp(prefix="mlrepro-object-")
+        os.close(fd)
+        try:
+            download(digest, tmp)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        return ObjectPut(path=tmp), tmp
+    return ObjectPut(data=src.read_object(digest)), None
 
 
 def copy_run(src: Store, dst: Store, run_id: str, report: CopyReport | None = None) -> CopyReport:
     """Copy one run and every object it names from `src` to `dst`."""
     report = report or CopyReport()
     manifest = src.read_manifest(run_id)
-    _copy_objects(src, dst, run_id, manifest, report)
+    done: set = set()
+    _copy_objects(src, dst, run_id, manifest, report, done)
     names = src.list_run_files(run_id)
     files = [RunFilePut(run_id, n, src.read_run_file(run_id, n))
              for n in names if n != record.MANIFEST_FILE]
     if files:
         dst.write_batch(files)
-    # The manifest last, re-read so it matches the files copied just before it.
-    dst.write_batch([RunFilePut(run_id, record.MANIFEST_FILE,
-                                src.read_run_file(run_id, record.MANIFEST_FILE))])
+    # The manifest last, re-read so it matches the files copied just before it; a live
+    # run may have named new objects meanwhile, so those are copied before it too.
+    latest = src.read_run_file(run_id, record.MANIFEST_FILE)
+    try:
+        _copy_objects(src, dst, run_id, json.loads(latest), report, done)
+    except ValueError:
+        latest = json.dumps(manifest, sort_keys=True, indent=1, default=str).encode() + b"\n"
+    dst.write_batch([RunFilePut(run_id, record.MANIFEST_FILE, latest)])
     report.runs.append(run_id)
     return report
 

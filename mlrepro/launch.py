@@ -1,0 +1,487 @@
+"""`mlrepro launch`: a SageMaker training job for a script, or again for a recorded run.
+
+The job is built with the SageMaker SDK v3 (`sagemaker.train.ModelTrainer`) on the
+AWS Deep Learning Container for TensorFlow training. The image is the SDK's own
+choice for (region, TensorFlow version, CPU/GPU instance) — `image_uris.retrieve` —
+with the TensorFlow version taken from this machine (or from the recorded run);
+`--image-uri` overrides it. v3 has no TensorFlow distribution option and nothing
+in it writes `TF_CONFIG`: with several instances the script calls
+`mlrepro.distribute.strategy()`, which builds it in the container from the hosts.
+
+The uploaded code is the script's directory plus a copy of this mlrepro package
+(next to the entry point) so `import mlrepro` works in the stock image.
+
+Example:
+    $ mlrepro launch train.py --instance-type ml.g5.xlarge --instance-count 2 --spot \\
+          --hp epochs=30 --channel training=s3://bucket/cifar10/ --dry-run
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlrepro.errors import MlreproError
+from mlrepro.remote import REMOTE_ENV
+from mlrepro.run import PARENT_ENV, SPOT_ENV  # SPOT: SIGTERM means "preempted"
+
+ROLE_ENV = "MLREPRO_SAGEMAKER_ROLE"          # default execution role ARN
+BUCKET_ENV = "MLREPRO_SAGEMAKER_BUCKET"      # default bucket for code and job output
+LAUNCH_ENV = "MLREPRO_LAUNCH"                # JSON the job carries: how it was launched
+VALIDATE_ROLE_ENV = "SAGEMAKER_VALIDATE_ROLE"  # the SDK's switch for its IAM role check
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+DEFAULT_BASE_JOB_NAME = "mlrepro"
+DEFAULT_MAX_RUN = 24 * 3600
+DEFAULT_VOLUME_GB = 30
+ENV_VALUE_LIMIT = 512                        # SageMaker's limit on one environment value
+FRAMEWORK = "tensorflow"
+IGNORE = (".git", "__pycache__", "*.pyc", ".venv", ".venv-*", "mlrepro-runs", ".pytest_cache",
+          ".ipynb_checkpoints", ".DS_Store", ".env", ".cache")
+_TELEMETRY_OFF = {"SchemaVersion": "1.0",
+                  "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
+
+
+@dataclass
+class JobSpec:
+    """Everything a training job is made of; `launch()` turns it into a CreateTrainingJob.
+
+    Args:
+        entry_point: the script, relative to `source_dir`.
+        source_dir: the local directory uploaded as the job's code.
+        instance_type, instance_count: the machines (e.g. "ml.g5.xlarge", 2).
+        spot: managed spot training (checkpoints synced to S3, restarts resume).
+        hyperparameters: passed to the script as `--name value`.
+        channels: input channel name -> S3 URI.
+        image_uri: the training image; default the TensorFlow DLC for `framework_version`.
+        framework_version: TensorFlow version of the DLC (default: this machine's).
+        region, role, bucket: where and as whom the job runs, and its S3 bucket.
+        remote: an `s3://` store the job pushes its run to (MLREPRO_REMOTE).
+        environment: extra variables for the job.
+        checkpoint_s3_uri: where checkpoints go (spot default: the SDK's per-job prefix).
+        max_run_seconds, max_wait_seconds: stopping condition (spot waits twice as long).
+        parent: the recorded run this job reproduces, if any.
+        bundle_mlrepro: ship this mlrepro package with the code.
+        code: what the code is (commit, patch object), recorded in the job for `--from`.
+
+    Example:
+        >>> spec = JobSpec("train.py", ".", "ml.g5.xlarge", instance_count=2, spot=True)
+        >>> spec.job_environment()["MLREPRO_SPOT"]
+        '1'
+    """
+
+    entry_point: str
+    source_dir: str
+    instance_type: str
+    instance_count: int = 1
+    spot: bool = False
+    hyperparameters: dict = field(default_factory=dict)
+    channels: dict = field(default_factory=dict)
+    image_uri: str | None = None
+    framework_version: str | None = None
+    region: str | None = None
+    role: str | None = None
+    bucket: str | None = None
+    remote: str | None = None
+    environment: dict = field(default_factory=dict)
+    checkpoint_s3_uri: str | None = None
+    max_run_seconds: int = DEFAULT_MAX_RUN
+    max_wait_seconds: int | None = None
+    volume_gb: int = DEFAULT_VOLUME_GB
+    base_job_name: str = DEFAULT_BASE_JOB_NAME
+    parent: dict | None = None
+    bundle_mlrepro: bool = True
+    code: dict | None = None
+
+    def validate(self) -> None:
+        script = os.path.join(self.source_dir, self.entry_point)
+        if not os.path.isfile(script):
+            raise MlreproError(f"entry point {script} does not exist: give the training script's "
+                               "path (and --source-dir if it lives elsewhere)")
+        if not self.entry_point.endswith((".py", ".sh")):
+            raise MlreproError(f"entry point {self.entry_point!r} must be a .py or .sh script")
+        if not (self.instance_type or "").startswith("ml."):
+            raise MlreproError(f"instance type {self.instance_type!r} is not a SageMaker "
+                               "instance type: e.g. --instance-type ml.g5.xlarge")
+        if not isinstance(self.instance_count, int) or self.instance_count < 1:
+            raise MlreproError(f"instance count {self.instance_count!r} must be 1 or more")
+        for name, uri in self.channels.items():
+            if not str(uri).startswith("s3://"):
+                raise MlreproError(f"channel {name}={uri!r} is not an S3 URI: upload the data "
+                                   "and give --channel NAME=s3://bucket/path/")
+        if self.max_wait_seconds is not None and self.max_wait_seconds < self.max_run_seconds:
+            raise MlreproError(f"--max-wait {self.max_wait_seconds} is shorter than --max-run "
+                               f"{self.max_run_seconds}: SageMaker needs max-wait >= max-run")
+        if self.remote:
+            from mlrepro.store.s3 import parse_s3_uri
+
+            parse_s3_uri(self.remote)
+
+    def launch_record(self) -> dict:
+        """What the job carries in MLREPRO_LAUNCH so `launch --from` can rebuild it."""
+        return {"instance_type": self.instance_type, "instance_count": self.instance_count,
+                "spot": self.spot, "image_uri": self.image_uri, "channels": dict(self.channels),
+                "code": self.code}
+
+    def job_environment(self) -> dict[str, str]:
+        env = {str(k): str(v) for k, v in self.environment.items()}
+        if self.remote:
+            env[REMOTE_ENV] = self.remote
+        if self.spot:
+            env[SPOT_ENV] = "1"
+        if self.parent:
+            env[PARENT_ENV] = json.dumps(self.parent, sort_keys=True, separators=(",", ":"))
+        env[LAUNCH_ENV] = _fit(self.launch_record())
+        return env
+
+
+def _fit(record: dict) -> str:
+    """Compact JSON under SageMaker's 512-character limit (dropping the least needed parts)."""
+    record = dict(record)
+    for drop in (None, "channels", "code"):
+        if drop:
+            record.pop(drop, None)
+        text = json.dumps(record, sort_keys=True, separators=(",", ":"))
+        if len(text) <= ENV_VALUE_LIMIT:
+            return text
+    return json.dumps({k: record[k] for k in ("instance_type", "instance_count", "spot")},
+                      sort_keys=True, separators=(",", ":"))
+
+
+@dataclass
+class LaunchResult:
+    """A launched (or, for a dry run, described) training job."""
+
+    job_name: str
+    request: dict
+    uploads: list[str]
+    dry_run: bool
+    spec: JobSpec
+    bucket: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(self.request, indent=2, sort_keys=True, default=str)
+
+
+# -- the image --------------------------------------------------------------------------------
+
+def local_framework_version() -> str | None:
+    """TensorFlow's version on this machine (major.minor), read without importing it."""
+    from importlib import metadata
+
+    for dist in ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tensorflow-macos"):
+        try:
+            return ".".join(metadata.version(dist).split(".")[:2])
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def image_uri_for(framework_version: str, region: str, instance_type: str) -> str:
+    """The SageMaker TensorFlow training DLC for a TF version, region and instance (CPU/GPU)."""
+    from sagemaker.core import image_uris
+
+    try:
+        py_versions = image_uris.list_py_versions(FRAMEWORK, framework_version, "training")
+    except ValueError:
+        known = [v for v in image_uris.list_versions(FRAMEWORK, "training") if v.count(".") == 1]
+        raise MlreproError(f"there is no SageMaker TensorFlow training image for TensorFlow "
+                           f"{framework_version}: pass --framework-version (one of "
+                           f"{', '.join(known[-6:])}) or --image-uri") from None
+    try:
+        return image_uris.retrieve(FRAMEWORK, region=region, version=framework_version,
+                                   py_version=py_versions[-1], instance_type=instance_type,
+                                   image_scope="training")
+    except ValueError as exc:
+        raise MlreproError(f"no TensorFlow {framework_version} training image for {instance_type} "
+                           f"in {region} ({exc}): pass --image-uri") from None
+
+
+# -- code staging -----------------------------------------------------------------------------
+
+def stage_code(spec: JobSpec, into: str) -> str:
+    """Copy the source dir (minus IGNORE) and, beside the entry point, this mlrepro package."""
+    staged = os.path.join(into, "code")
+    shutil.copytree(spec.source_dir, staged, ignore=shutil.ignore_patterns(*IGNORE))
+    if spec.bundle_mlrepro:
+        import mlrepro
+
+        here = os.path.dirname(os.path.abspath(mlrepro.__file__))
+        target = os.path.join(staged, os.path.dirname(spec.entry_point), "mlrepro")
+        if not os.path.exists(target):
+            shutil.copytree(here, target, ignore=shutil.ignore_patterns(*IGNORE))
+    return staged
+
+
+def describe_code(spec: JobSpec, stores=()) -> dict | None:
+    """The launching checkout's commit and uncommitted patch, for `launch --from` later.
+
+    The patch is stored as an object in each of `stores` (the local store and the
+    remote) so that a colleague who pulls the job's run can rebuild the same code.
+    """
+    import hashlib
+
+    from mlrepro.capture.code import capture_code
+    from mlrepro.store.base import ObjectPut
+
+    snap = capture_code(argv=[os.path.join(spec.source_dir, spec.entry_point)])
+    info = snap.info
+    if not info.get("commit") or not info.get("entry_point"):
+        return None
+    repo_entry = info["entry_point"].replace(os.sep, "/")
+    source = os.path.normpath(os.path.join(os.path.dirname(repo_entry),
+                                           *[".."] * spec.entry_point.count("/")))
+    code = {"commit": info["commit"], "entry": repo_entry,
+            "source": "" if source == "." else source.replace(os.sep, "/")}
+    if snap.patch:
+        code["patch"] = hashlib.sha256(snap.patch).hexdigest()
+        for store in stores:
+            store.write_batch([ObjectPut(data=snap.patch)])
+    return code
+
+
+# -- launching --------------------------------------------------------------------------------
+
+def _boto_session(region: str | None, offline: bool):
+    import boto3
+
+    if offline:  # never signed nor sent: placeholder keys keep botocore from looking for any
+        return boto3.session.Session(region_name=region or "us-east-1",
+                                     aws_access_key_id="dry-run", aws_secret_access_key="dry-run")
+    return boto3.session.Session(region_name=region) if region else boto3.session.Session()
+
+
+def launch(spec: JobSpec, *, dry_run: bool = False, wait: bool = False,
+           boto_session: Any = None) -> LaunchResult:
+    """Create the training job (or, with `dry_run`, build its exact request and send nothing).
+
+    Example:
+        >>> spec = JobSpec("train.py", "examples/resnet_cifar10", "ml.g5.xlarge")  # doctest: +SKIP
+        >>> print(launch(spec, dry_run=True).to_json())                              # doctest: +SKIP
+    """
+    from mlrepro.aws_calls import AwsCallLog
+
+    spec.validate()
+    session = boto_session or _boto_session(spec.region, dry_run)
+    region = spec.region or session.region_name
+    if not region:
+        raise MlreproError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
+    role = spec.role or os.environ.get(ROLE_ENV)
+    if not role:
+        raise MlreproError(f"no SageMaker execution role: pass --role ARN or set {ROLE_ENV}")
+    bucket = spec.bucket or os.environ.get(BUCKET_ENV) or _remote_bucket(spec.remote)
+    if not bucket:
+        raise MlreproError(f"no S3 bucket for the job's code and output: pass --bucket or set "
+                           f"{BUCKET_ENV} (or configure a remote)")
+    if not spec.image_uri:
+        version = spec.framework_version or local_framework_version()
+        if not version:
+            raise MlreproError("TensorFlow is not installed here to choose the image by: pass "
+                               "--framework-version (e.g. 2.19) or --image-uri")
+        spec.framework_version = version
+        spec.image_uri = image_uri_for(version, region, spec.instance_type)
+    log = AwsCallLog(session, offline=dry_run, bucket=bucket).attach()
+
+    from sagemaker.core.helper.session_helper import Session
+    from sagemaker.core.training.configs import (CheckpointConfig, Compute, InputData,
+                                                 SourceCode, StoppingCondition)
+    from sagemaker.train import ModelTrainer
+
+    work = tempfile.mkdtemp(prefix="mlrepro-launch-")
+    saved_validate = os.environ.get(VALIDATE_ROLE_ENV)
+    if dry_run:  # validating the role asks IAM; a dry run asks nothing
+        os.environ[VALIDATE_ROLE_ENV] = "false"
+    try:
+        staged = stage_code(spec, work)
+        sm_session = Session(boto_session=session, default_bucket=bucket,
+                             sagemaker_config=_TELEMETRY_OFF if dry_run else None)
+        max_wait = spec.max_wait_seconds or (2 * spec.max_run_seconds if spec.spot else None)
+        checkpoint = None
+        if spec.spot or spec.checkpoint_s3_uri:
+            checkpoint = CheckpointConfig(s3_uri=spec.checkpoint_s3_uri,
+                                          local_path=CHECKPOINT_LOCAL_PATH)
+        trainer = ModelTrainer(
+            training_image=spec.image_uri,
+            source_code=SourceCode(source_dir=staged, entry_script=spec.entry_point,
+                                   ignore_patterns=list(IGNORE)),
+            compute=Compute(instance_type=spec.instance_type, instance_count=spec.instance_count,
+                            volume_size_in_gb=spec.volume_gb,
+                            enable_managed_spot_training=spec.spot),
+            stopping_condition=StoppingCondition(max_runtime_in_seconds=spec.max_run_seconds,
+                                                 max_wait_time_in_seconds=max_wait),
+            checkpoint_config=checkpoint,
+            hyperparameters=dict(spec.hyperparameters),
+            environment=spec.job_environment(),
+            role=role, sagemaker_session=sm_session, base_job_name=spec.base_job_name)
+        channels = [InputData(channel_name=n, data_source=u) for n, u in spec.channels.items()]
+        try:
+            trainer.train(input_data_config=channels or None, wait=wait, logs=wait)
+        except MlreproError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - SDK and AWS errors become one line
+            raise MlreproError(f"SageMaker did not create the job ({exc}): check the role, "
+                               "bucket, region and credentials") from exc
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if dry_run:
+            if saved_validate is None:
+                os.environ.pop(VALIDATE_ROLE_ENV, None)
+            else:
+                os.environ[VALIDATE_ROLE_ENV] = saved_validate
+    request = log.request("CreateTrainingJob") or {}
+    return LaunchResult(job_name=request.get("TrainingJobName", ""), request=request,
+                        uploads=log.uploads(), dry_run=dry_run, spec=spec, bucket=bucket)
+
+
+def _remote_bucket(remote: str | None) -> str | None:
+    if not remote:
+        return None
+    from mlrepro.store.s3 import parse_s3_uri
+
+    return parse_s3_uri(remote)[0]
+
+
+def spec_for_script(script: str, *, source_dir: str | None = None, **fields) -> JobSpec:
+    """A JobSpec for a local script; its directory is the source dir unless one is given."""
+    script = os.path.abspath(script)
+    source_dir = os.path.abspath(source_dir) if source_dir else os.path.dirname(script)
+    entry = os.path.relpath(script, source_dir)
+    if entry.startswith(".."):
+        raise MlreproError(f"{script} is not inside --source-dir {source_dir}: give a source "
+                           "directory that contains the script")
+    return JobSpec(entry_point=entry.replace(os.sep, "/"), source_dir=source_dir, **fields)
+
+
+# -- command line -----------------------------------------------------------------------------
+
+def _pairs(pairs, what) -> dict:
+    from mlrepro.cli import parse_pairs
+
+    return parse_pairs(pairs, what)
+
+
+def _overrides(args) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ("instance_type", "instance_count", "image_uri", "framework_version", "region",
+                 "role", "bucket", "checkpoint_s3_uri", "max_wait_seconds"):
+        value = getattr(args, name, None)
+        if value is not None:
+            out[name] = value
+    if args.max_run is not None:
+        out["max_run_seconds"] = args.max_run
+    if args.volume_gb is not None:
+        out["volume_gb"] = args.volume_gb
+    if args.job_name:
+        out["base_job_name"] = args.job_name
+    if args.spot:
+        out["spot"] = True
+    if args.no_bundle:
+        out["bundle_mlrepro"] = False
+    if args.env:
+        out["environment"] = {k: str(v) for k, v in _pairs(args.env, "--env").items()}
+    if args.channel:
+        out["channels"] = {k: str(v) for k, v in _pairs(args.channel, "--channel").items()}
+    return out
+
+
+def cmd_launch(args) -> int:
+    from mlrepro.remote import resolve_remote
+    from mlrepro.store import open_store
+
+    local = open_store(args.store)
+    remote = None
+    if not args.no_remote:
+        try:
+            remote = resolve_remote(local, args.remote)
+        except MlreproError:
+            if args.remote:
+                raise
+    hps = _pairs(args.hp, "--hp")
+    overrides = _overrides(args)
+    if args.from_run:
+        if args.script:
+            raise MlreproError("give either a script or --from RUN, not both")
+        from mlrepro.relaunch import spec_from_run
+
+        work = tempfile.mkdtemp(prefix="mlrepro-relaunch-")
+        try:
+            spec = spec_from_run(local, args.from_run, workdir=work, repo=args.repo,
+                                 remote_uri=remote, hyperparameters=hps, **overrides)
+            spec.remote = remote
+            return _launch_and_say(spec, args)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    if not args.script:
+        raise MlreproError("nothing to launch: give a script (mlrepro launch train.py ...) or "
+                           "--from RUN")
+    if "instance_type" not in overrides:
+        raise MlreproError("no instance type: pass --instance-type, e.g. ml.g5.xlarge")
+    spec = spec_for_script(args.script, source_dir=args.source_dir, hyperparameters=hps,
+                           remote=remote, **overrides)
+    stores = []
+    if not args.dry_run:       # a dry run writes nothing anywhere, not even the patch object
+        stores = [local] + ([open_store(remote)] if remote else [])
+    spec.code = describe_code(spec, stores)
+    return _launch_and_say(spec, args)
+
+
+def _launch_and_say(spec: JobSpec, args) -> int:
+    result = launch(spec, dry_run=args.dry_run, wait=args.wait)
+    if args.dry_run:
+        print(result.to_json())
+        print(f"dry run: nothing was sent to AWS; the job would upload {len(result.uploads)} "
+              f"files (code and SDK drivers) under s3://{result.bucket}/", file=sys.stderr)
+        return 0
+    where = (f"its run is pushed to {spec.remote} while it trains" if spec.remote else
+             f"when it ends, import its run with `mlrepro pull-job {result.job_name}`")
+    print(f"launched {result.job_name}: {spec.instance_count} x {spec.instance_type}"
+          f"{' (spot)' if spec.spot else ''} on {spec.image_uri}; {where}")
+    return 0
+
+
+def register(subparsers, common) -> None:
+    """Add `launch` to the command line."""
+    p = subparsers.add_parser("launch", parents=[common],
+                              help="run a script (or a recorded run again) as a SageMaker job")
+    p.add_argument("script", nargs="?", help="the training script")
+    p.add_argument("--from", dest="from_run", metavar="RUN",
+                   help="launch a recorded run again: its code, params and machines")
+    p.add_argument("--source-dir", help="directory uploaded as the code (default: the script's)")
+    p.add_argument("--instance-type", help="e.g. ml.g5.xlarge")
+    p.add_argument("--instance-count", type=int)
+    p.add_argument("--spot", action="store_true", help="managed spot training")
+    p.add_argument("--hp", action="append", metavar="K=V", help="a hyperparameter")
+    p.add_argument("--channel", action="append", metavar="NAME=S3URI", help="an input channel")
+    p.add_argument("--env", action="append", metavar="K=V", help="a variable for the job")
+    p.add_argument("--image-uri", help="training image (default: the TensorFlow DLC)")
+    p.add_argument("--framework-version", help="TensorFlow version of the DLC "
+                                               "(default: this machine's or the run's)")
+    p.add_argument("--region")
+    p.add_argument("--role", help=f"execution role ARN (default ${ROLE_ENV})")
+    p.add_argument("--bucket", help=f"bucket for code and output (default ${BUCKET_ENV}, "
+                                    "then the remote's bucket)")
+    p.add_argument("--remote", help="remote (name or s3:// URI) the job pushes its run to")
+    p.add_argument("--no-remote", action="store_true",
+                   help="the job writes its run to its output only")
+    p.add_argument("--checkpoint-s3-uri", help="checkpoint location (spot default: per job)")
+    p.add_argument("--max-run", type=int, help=f"seconds (default {DEFAULT_MAX_RUN})")
+    p.add_argument("--max-wait", dest="max_wait_seconds", type=int,
+                   help="seconds to wait for spot capacity + run (default 2 x max-run)")
+    p.add_argument("--volume-gb", type=int)
+    p.add_argument("--job-name", help=f"base job name (default {DEFAULT_BASE_JOB_NAME})")
+    p.add_argument("--repo", help="git checkout holding a recorded run's commit (for --from)")
+    p.add_argument("--no-bundle", action="store_true",
+                   help="do not ship mlrepro with the code (the image has it)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the exact CreateTrainingJob request; send nothing")
+    p.add_argument("--wait", action="store_true", help="wait for the job and stream its logs")
+    p.set_defaults(func=cmd_launch)
+
+
+__all__ = ["JobSpec", "LaunchResult", "launch", "spec_for_script", "image_uri_for",
+           "local_framework_version", "stage_code"]
+
