@@ -26,6 +26,9 @@ MANIFEST_FILE = "run.json"
 METRICS_FILE = "metrics.bin"
 METRIC_NAMES_FILE = "metrics.names"
 EVENTS_FILE = "events.jsonl"
+# Written into exported models ({"run_id", "project", "store"}) so `mlrepro trace` can
+# name the run that made a model found anywhere.
+EMBEDDED_RUN_FILE = "mlrepro_run.json"
 
 # Statuses. `crashed` is never written: it is how a `running` record with a dead
 # writer reads (see `effective_status`).
@@ -66,6 +69,13 @@ def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no whitespace: the form every digest is taken of."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str,
                       allow_nan=True)
+
+
+def tree_digest(file_digests: Mapping[str, str]) -> str:
+    """The digest of a directory artifact (`tree`): sha256 of `{relative path: digest}`."""
+    import hashlib
+
+    return hashlib.sha256(canonical_json(dict(file_digests)).encode()).hexdigest()
 
 
 def jsonable(value: Any, _depth: int = 0) -> Any:
@@ -240,6 +250,9 @@ def decode_points(blob: bytes, names: list[str]) -> Points:
         attempts = {p[4] for p in pts}
         if len(attempts) > 1:
             pts = _supersede(pts)
+        elif any(pts[i][0] > pts[i + 1][0] for i in range(len(pts) - 1)):
+            # hooks run on a thread pool (Keras' async callbacks) may log out of order
+            pts = sorted(pts, key=lambda p: p[0])
         out.series[name] = [(s, v, w, e) for s, v, w, e, _a in pts]
     return out
 
@@ -253,7 +266,7 @@ def _supersede(pts: list[tuple[int, float, float, int, int]]) -> list:
     kept: list = []
     for i, attempt in enumerate(order):
         series = by_attempt[attempt]
-        later = [by_attempt[a][0][0] for a in order[i + 1:]]
+        later = [min(p[0] for p in by_attempt[a]) for a in order[i + 1:]]
         cut = min(later) if later else None
         kept.extend(p for p in series if cut is None or p[0] < cut)
     kept.sort(key=lambda p: (p[0], p[4]))

@@ -15,6 +15,7 @@ from typing import Iterable
 
 CACHE_ENV = "MLREPRO_CACHE"
 _CHUNK = 4 << 20
+MAX_RECORDED_PATHS = 100
 _lock = threading.Lock()
 
 
@@ -67,6 +68,7 @@ def expand_paths(paths: Iterable[str]) -> list[str]:
 def fingerprint_files(paths: Iterable[str], *, source: str | None = None, cache: bool = True,
                       workers: int = 2) -> dict:
     """One digest over the files' names (relative to their common root) and contents."""
+    paths = [os.fspath(p) for p in paths]
     files = expand_paths(paths)
     if not files:
         return {"kind": "files", "source": source, "files": 0, "size": 0, "digest": None,
@@ -113,7 +115,10 @@ def fingerprint_files(paths: Iterable[str], *, source: str | None = None, cache:
         listing.append({"path": rel, "size": st.st_size, "sha256": digests[f]})
     return {"kind": "files", "source": source or root, "files": len(files),
             "size": sum(st.st_size for st in stats), "digest": h.hexdigest(),
-            "file_list": listing[:100], "cached": len(files) - len(todo)}
+            "file_list": listing[:100], "cached": len(files) - len(todo),
+            # The inputs as given (when few), so `mlrepro reproduce` can fingerprint them again.
+            "paths": [os.path.abspath(p) for p in paths]
+            if len(paths) <= MAX_RECORDED_PATHS else None}
 
 
 def fingerprint_array(array, *, source: str = "numpy") -> dict:

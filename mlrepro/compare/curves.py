@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 # Metrics that measure the machine, not the model: a reproduction never matches them.
-DEFAULT_IGNORED = ("*time*", "*seconds*", "*per_second*", "*per_sec", "*throughput*",
-                   "system/*", "*_ms")
+DEFAULT_IGNORED = ("*time*", "*seconds*", "*_per_s", "*_per_sec", "*_per_second", "*/sec",
+                   "*throughput*", "system/*", "*_ms")
 # Metric names for which a larger value is better (everything else: smaller is better).
 _HIGHER_IS_BETTER = re.compile(r"(acc|auc|precision|recall|f1|iou|\bmap\b|score|r2|top_?\d*k?)",
                                re.IGNORECASE)

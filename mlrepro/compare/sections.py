@@ -84,7 +84,25 @@ def diff_code(a: Mapping, b: Mapping) -> dict:
         "remote": _pair(a.get("remote"), b.get("remote")),
     }
     args_a, args_b = list(a.get("argv") or [])[1:], list(b.get("argv") or [])[1:]
-    out["arguments"] = _pair(args_a, args_b)
+    out["arguments"] = dict(_pair(args_a, args_b), changes=argument_changes(args_a, args_b))
+    return out
+
+
+def argument_changes(a: list[str], b: list[str]) -> list[str] | None:
+    """The arguments that differ, each named by the option before it (None: not aligned).
+
+    Example:
+        >>> argument_changes(["--lr", "0.1", "--bs", "32"], ["--lr", "0.2", "--bs", "32"])
+        ['--lr 0.1 -> 0.2']
+    """
+    if len(a) != len(b):
+        return None
+    out = []
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x == y:
+            continue
+        option = a[i - 1] if i > 0 and a[i - 1].startswith("-") and a[i - 1] == b[i - 1] else ""
+        out.append(f"{option} {x} -> {y}".strip())
     return out
 
 
@@ -172,11 +190,13 @@ def _variables(env: Mapping) -> dict:
             if not OPERATIONAL_VARIABLES.match(k)}
 
 
-def diff_environment(a: Mapping, b: Mapping) -> dict:
+def diff_environment(a: Mapping, b: Mapping, *, variables: bool = True) -> dict:
     """Platform, hardware, framework, package and variable differences of two environments.
 
     Frameworks are compared only where both sides recorded a version: a framework
     missing on one side was usually just not imported yet when the run started.
+    `variables=False` leaves environment variables out (a process that has not
+    started the script yet cannot know the variables the script sets itself).
     """
     a, b = dict(a or {}), dict(b or {})
     platform = {f: {"a": _get(a, f), "b": _get(b, f)} for f in PLATFORM_FIELDS
@@ -187,7 +207,8 @@ def diff_environment(a: Mapping, b: Mapping) -> dict:
     frameworks = diff_mapping({k: fa[k] for k in both if fa[k] is not None},
                               {k: fb[k] for k in both if fb[k] is not None})["changed"]
     packages = diff_packages(a.get("packages"), b.get("packages"))
-    variables = diff_mapping(_variables(a), _variables(b))
+    variables = diff_mapping(_variables(a), _variables(b)) if variables else \
+        diff_mapping({}, {})
     same = not platform and gpus is None and not frameworks and is_empty(packages) and \
         is_empty(variables)
     return {"same": same, "platform": platform, "gpus": gpus, "frameworks": frameworks,

@@ -1,0 +1,262 @@
+"""`mlrepro diff A B`: what differs between two runs, section by section.
+
+Params, code (commit range and the source changes as a unified diff), data
+fingerprints, environment, determinism settings and metrics. The comparisons
+themselves are pure (`mlrepro.compare`); this module reads the records and the
+code, and prints.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import sys
+import tempfile
+
+from mlrepro.compare import compare_manifests, diff_metrics, environment_drift
+from mlrepro.errors import MlreproError
+from mlrepro.rebuild import find_repo, git, has_commit, scratch_clone, tree_of
+from mlrepro.show import number, short
+
+MAX_DIFF_LINES = 2000
+
+
+def run_diff(store, ref_a: str, ref_b: str, *, repo: str | None = None) -> dict:
+    """The full comparison of two runs of `store`, as plain JSON-able data."""
+    id_a, id_b = store.resolve(ref_a), store.resolve(ref_b)
+    ma, mb = store.read_manifest(id_a), store.read_manifest(id_b)
+    out = compare_manifests(ma, mb)
+    out["code"]["source"] = code_changes(ma, mb, store, repo=repo)
+    pa, pb = store.read_points(id_a), store.read_points(id_b)
+    out["metrics"] = diff_metrics(pa.series, pb.series)
+    return out
+
+
+def code_changes(ma: dict, mb: dict, store, *, repo: str | None = None) -> dict:
+    """The commits between two runs and their source difference as a unified diff.
+
+    With a repository that holds both commits, both trees (commit + patch) are
+    rebuilt in a scratch clone and diffed by git; otherwise the two stored
+    entry-point sources are diffed.
+    """
+    ca, cb = ma.get("code") or {}, mb.get("code") or {}
+    keys = ("commit", "patch", "entry_point_object", "entry_point")
+    if all(ca.get(k) == cb.get(k) for k in keys):
+        return {"how": "same", "commits": [], "unified_diff": ""}
+    commit_a, commit_b = ca.get("commit"), cb.get("commit")
+    note = None
+    if commit_a and commit_b:
+        root, looked = find_repo(commit_a, repo, ca)
+        if root is None or not has_commit(root, commit_b):
+            root, looked = find_repo(commit_b, repo, cb)
+            if root is not None and not has_commit(root, commit_a):
+                root = None
+        if root is not None:
+            try:
+                return _git_changes(root, ca, cb, store)
+            except MlreproError as exc:
+                note = f"git could not rebuild both trees ({exc}); showing the entry point only"
+        else:
+            note = (f"no repository holds both commits (looked in {', '.join(looked) or 'none'}; "
+                    "pass --repo PATH): showing the entry point's source only")
+    return _entry_point_changes(ca, cb, store, note)
+
+
+def _git_changes(root: str, ca: dict, cb: dict, store) -> dict:
+    patch_a = store.read_object(ca["patch"]) if ca.get("patch") else None
+    patch_b = store.read_object(cb["patch"]) if cb.get("patch") else None
+    with tempfile.TemporaryDirectory(prefix="mlrepro-diff-") as tmp:
+        clone = os.path.join(tmp, "src")
+        scratch_clone(root, clone)
+        tree_a = tree_of(clone, ca["commit"], patch_a)
+        tree_b = tree_of(clone, cb["commit"], patch_b)
+        text = git(["diff", "--no-color", "--no-ext-diff", tree_a, tree_b], clone)
+        commits = _commit_range(clone, ca["commit"], cb["commit"])
+    return {"how": "git", "repo": root, "commits": commits, "unified_diff": _cap(text)}
+
+
+def _commit_range(clone: str, a: str, b: str) -> list[dict]:
+    """Commits in b not in a (`+`) and in a not in b (`-`), newest first."""
+    if a == b:
+        return []
+    out = []
+    for line in git(["log", "--left-right", "--format=%m%H%x09%s", f"{a}...{b}"],
+                    clone).splitlines():
+        mark, rest = line[:1], line[1:]
+        commit, _, subject = rest.partition("\t")
+        out.append({"side": "b" if mark == ">" else "a", "commit": commit, "subject": subject})
+    return out
+
+
+def _entry_point_changes(ca: dict, cb: dict, store, note: str | None) -> dict:
+    texts = []
+    for code in (ca, cb):
+        digest = code.get("entry_point_object")
+        try:
+            texts.append(store.read_object(digest).decode("utf-8", "replace") if digest else "")
+        except Exception:  # noqa: BLE001 - a missing object leaves that side empty
+            texts.append("")
+    name_a = ca.get("entry_point") or "entry point"
+    name_b = cb.get("entry_point") or "entry point"
+    lines = difflib.unified_diff(texts[0].splitlines(keepends=True),
+                                 texts[1].splitlines(keepends=True),
+                                 fromfile=f"a/{name_a}", tofile=f"b/{name_b}")
+    text = "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+    out = {"how": "entry point", "commits": [], "unified_diff": _cap(text.rstrip("\n"))}
+    if note:
+        out["note"] = note
+    return out
+
+
+def _cap(text: str) -> str:
+    lines = text.splitlines()
+    if len(lines) <= MAX_DIFF_LINES:
+        return text
+    return "\n".join(lines[:MAX_DIFF_LINES] + [f"... {len(lines) - MAX_DIFF_LINES} more lines"])
+
+
+# -- text ---------------------------------------------------------------------------
+
+def _v(value) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return number(value)
+    return short(value, 60)
+
+
+def _mapping_lines(diff: dict, indent: str = "  ") -> list[str]:
+    lines = []
+    for key, pair in diff["changed"].items():
+        lines.append(f"{indent}changed  {key}: {_v(pair['a'])} -> {_v(pair['b'])}")
+    for key, value in diff["added"].items():
+        lines.append(f"{indent}added    {key}: {_v(value)}")
+    for key, value in diff["removed"].items():
+        lines.append(f"{indent}removed  {key} (was {_v(value)})")
+    return lines
+
+
+def _code_lines(code: dict) -> list[str]:
+    src = code.get("source") or {}
+    lines = []
+    commit = code["commit"]
+    if commit["same"]:
+        lines.append(f"  commit     {(commit['a'] or 'none')[:12]} (both)")
+    else:
+        lines.append(f"  commit     {(commit['a'] or 'none')[:12]} -> "
+                     f"{(commit['b'] or 'none')[:12]}")
+        for c in src.get("commits") or []:
+            lines.append(f"    {'+' if c['side'] == 'b' else '-'} {c['commit'][:12]} "
+                         f"{c['subject']}")
+    patch, size = code["patch"], code["patch_size"]
+    if not patch["same"]:
+        def p(d, s):
+            return f"{d[:12]} ({s} bytes)" if d else "none"
+        lines.append(f"  patch      {p(patch['a'], size['a'])} -> {p(patch['b'], size['b'])}")
+    elif patch["a"]:
+        lines.append(f"  patch      {patch['a'][:12]} (both)")
+    if not code["entry_point"]["same"]:
+        lines.append(f"  entry      {code['entry_point']['a']} -> {code['entry_point']['b']}")
+    args = code["arguments"]
+    if not args["same"] and args.get("changes"):
+        lines.append(f"  arguments  {'; '.join(args['changes'])}")
+    elif not args["same"]:
+        lines.append(f"  arguments  {' '.join(args['a'])} -> {' '.join(args['b'])}")
+    if src.get("note"):
+        lines.append(f"  note: {src['note']}")
+    if src.get("unified_diff"):
+        lines += ["    " + line for line in src["unified_diff"].splitlines()]
+    elif code["same"]:
+        lines.append("  same code")
+    return lines
+
+
+def _data_lines(data: dict) -> list[str]:
+    lines = []
+    for name, entry in data["inputs"].items():
+        a, b = entry.get("a") or {}, entry.get("b") or {}
+        if entry["status"] == "same":
+            lines.append(f"  {name}: same ({a.get('kind')} {a.get('source')}, digest "
+                         f"{(a.get('digest') or '-')[:12]})")
+        elif entry["status"] in ("added", "removed"):
+            side = b if entry["status"] == "added" else a
+            lines.append(f"  {name}: {entry['status']} ({side.get('kind')} {side.get('source')})")
+        else:
+            lines.append(f"  {name}: changed, digest {(a.get('digest') or '-')[:12]} -> "
+                         f"{(b.get('digest') or '-')[:12]}, size {a.get('size')} -> "
+                         f"{b.get('size')}")
+            for kind, paths in (entry.get("files") or {}).items():
+                if paths:
+                    lines.append(f"    files {kind}: {', '.join(paths[:10])}")
+    return lines or ["  no data recorded"]
+
+
+def _metric_lines(metrics: dict) -> list[str]:
+    lines = []
+    for name, m in metrics["metrics"].items():
+        a, b = m["a"], m["b"]
+
+        def fmt(s):
+            if not s["points"]:
+                return "-"
+            return f"final {number(s['final'])} @{s['final_step']}, {s['mode']} " \
+                   f"{number(s['best'])} @{s['best_step']}"
+        if m["same_curve"]:
+            where = "same curve"
+        elif m["first_difference"]:
+            where = f"curves differ from step {m['first_difference']['step']}"
+        else:
+            where = "only in one run"
+        lines.append(f"  {name}: {fmt(a)}  |  {fmt(b)}  ({where})")
+    return lines or ["  no metrics recorded"]
+
+
+def diff_text(d: dict) -> str:
+    """The comparison as text, one block per section."""
+    a, b = d["a"], d["b"]
+    out = [f"A  {a['id']}  {a.get('name') if a.get('name') != a['id'] else ''}".rstrip(),
+           f"B  {b['id']}  {b.get('name') if b.get('name') != b['id'] else ''}".rstrip(),
+           "same fingerprint (the same experiment)" if d["same_fingerprint"] else "", "params:"]
+    params = d["params"]
+    out += _mapping_lines(params["params"]) or ["  same"]
+    auto = _mapping_lines(params["auto_params"], indent="    ")
+    if auto:
+        out += ["  auto-captured:"] + auto
+    out += ["code:"] + _code_lines(d["code"])
+    out += ["data:"] + _data_lines(d["data"])
+    out += ["environment:"] + (["  " + line for line in environment_drift(d["environment"])]
+                               or ["  same"])
+    det = d["determinism"]
+    if det["same"]:
+        out += ["determinism:", f"  same (seed {det['a']['seed']}, deterministic "
+                                f"{det['a']['deterministic']})"]
+    else:
+        out += ["determinism:"] + [f"  {k}: {_v(v['a'])} -> {_v(v['b'])}"
+                                   for k, v in det["changed"].items()]
+    out += ["metrics (A | B):"] + _metric_lines(d["metrics"])
+    return "\n".join(line for line in out if line != "")
+
+
+def cmd_diff(args) -> int:
+    from mlrepro.cli import _store
+
+    store = _store(args)
+    result = run_diff(store, args.run_a, args.run_b, repo=args.repo)
+    if args.json:
+        json.dump(result, sys.stdout, indent=1, sort_keys=True, default=str)
+        sys.stdout.write("\n")
+    else:
+        print(diff_text(result))
+    return 0
+
+
+def register(subparsers, common) -> None:
+    """Add `mlrepro diff` to the command line."""
+    p = subparsers.add_parser("diff", parents=[common], help="what differs between two runs",
+                              description="Compare two runs: params, code, data, environment, "
+                                          "determinism settings and metrics.")
+    p.add_argument("run_a", metavar="A", help="the reference run (id or unique prefix)")
+    p.add_argument("run_b", metavar="B", help="the run to compare with it")
+    p.add_argument("--repo", help="git repository holding the runs' commits "
+                                  "(default: the current one, then the recorded one)")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.set_defaults(func=cmd_diff)

@@ -1,0 +1,354 @@
+"""`mlrepro reproduce RUN`: rebuild a run's code, check environment and data, re-run it, judge.
+
+The code is rebuilt in a scratch clone (commit + stored patch, or the stored
+script); the environment and data are compared with the record (drift is listed;
+`--strict` refuses on environment drift, data drift refuses unless
+`--allow-data-drift`); the recorded command is re-run with the current Python,
+recording a new run whose parent is `reproduction-of` the old one; and the two
+runs' metrics and artifacts decide the verdict. Exit 0: bit-identical or within
+tolerance; 1: diverged; 2: refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from mlrepro.artifact_content import compare_run_artifacts
+from mlrepro.capture.redact import REDACTED
+from mlrepro.compare import (compare_curves, diff_data, diff_environment, diff_mapping,
+                             environment_drift, judge)
+from mlrepro.compare.curves import DEFAULT_IGNORED
+from mlrepro.compare.sections import is_empty
+from mlrepro.errors import MlreproError
+from mlrepro.rebuild import Rebuilt, rebuild_code
+from mlrepro.recheck import CHANGED, MISSING, recheck_data, recorded_paths
+from mlrepro.run import DISABLE_ENV, PARENT_ENV, SEED_ENV
+from mlrepro.store import STORE_ENV, ManifestWrite
+
+REPRODUCTION_OF = "reproduction-of"
+DEFAULT_RTOL = 1e-6
+DEFAULT_ATOL = 1e-9
+
+
+@dataclass
+class Reproduction:
+    """Everything one `reproduce` found, for printing and for `--json`."""
+
+    run_id: str
+    environment_drift: list[str] = field(default_factory=list)
+    data: list = field(default_factory=list)
+    code: dict = field(default_factory=dict)
+    command: list[str] = field(default_factory=list)
+    cwd: str = ""
+    new_run: str | None = None
+    after: list[str] = field(default_factory=list)
+    verdict: dict | None = None
+
+    def to_json(self) -> dict:
+        out = dict(self.__dict__)
+        out["data"] = [d.to_json() for d in self.data]
+        return out
+
+
+def current_environment(python: str | None = None) -> dict:
+    """The environment a re-run will have: this interpreter's, or `python`'s."""
+    from mlrepro.capture.environment import capture_environment
+
+    if not python or os.path.realpath(python) == os.path.realpath(sys.executable):
+        return capture_environment()
+    code = ("import json; from mlrepro.capture.environment import capture_environment as c; "
+            "print(json.dumps(c(), default=str))")
+    try:
+        proc = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=120)
+    except OSError as exc:
+        raise MlreproError(f"--python {python} cannot be run ({exc}): give the path of a Python "
+                           "interpreter")
+    if proc.returncode != 0:
+        raise MlreproError(f"--python {python} cannot import mlrepro ({proc.stderr.strip()[-200:]})"
+                           ": install mlrepro into that environment")
+    return json.loads(proc.stdout)
+
+
+def _input_paths(manifest: dict) -> set[str]:
+    out = set()
+    for fp in (manifest.get("data") or {}).values():
+        for part in [fp, *((fp or {}).get("parts") or {}).values()]:
+            out.update(os.path.normpath(p) for p in recorded_paths(part or {}) or [])
+    return out
+
+
+def command_for(manifest: dict, rebuilt: Rebuilt, python: str, notes: list[str]) -> list[str]:
+    """The recorded command line, pointed at the rebuilt entry point.
+
+    A relative argument that named one of the run's recorded data inputs (seen
+    from the recorded working directory) becomes absolute, since the re-run starts
+    in the scratch tree; every other argument is passed as recorded.
+    """
+    code = manifest.get("code") or {}
+    argv = list(code.get("argv") or [])
+    if not argv:
+        raise MlreproError(f"run {manifest['id']} recorded no command line: re-run its script "
+                           "by hand with MLREPRO_PARENT set")
+    args = argv[1:]
+    for i, arg in enumerate(args):
+        if REDACTED in arg:
+            raise MlreproError(f"argument {i + 1} of run {manifest['id']}'s command was redacted "
+                               f"as a secret ({arg!r}), so it cannot be re-run as recorded: run "
+                               f"the script by hand with MLREPRO_PARENT='{{\"kind\": "
+                               f"\"{REPRODUCTION_OF}\", \"run\": \"{manifest['id']}\"}}'")
+    inputs = _input_paths(manifest)
+    recorded_cwd = code.get("cwd")
+    if inputs and recorded_cwd:
+        for i, arg in enumerate(args):
+            prefix, sep, value = arg.partition("=") if arg.startswith("-") else ("", "", arg)
+            if not value or os.path.isabs(value):
+                continue
+            full = os.path.normpath(os.path.join(recorded_cwd, value))
+            if full in inputs and not os.path.exists(os.path.join(rebuilt.cwd, value)):
+                args[i] = prefix + sep + full
+                notes.append(f"data argument {value!r} resolved against the recorded working "
+                             f"directory: {full}")
+    return [python, rebuilt.entry, *args]
+
+
+def _child_env(manifest: dict, store_uri: str) -> dict:
+    env = dict(os.environ)
+    env[STORE_ENV] = store_uri
+    env[PARENT_ENV] = json.dumps({"kind": REPRODUCTION_OF, "run": manifest["id"]})
+    env.pop(DISABLE_ENV, None)  # the re-run must be recorded
+    det = manifest.get("determinism") or {}
+    if det.get("seed_generated") and manifest.get("seed") is not None:
+        env[SEED_ENV] = str(manifest["seed"])
+    if det.get("python_hash_seed") is not None:
+        env["PYTHONHASHSEED"] = str(det["python_hash_seed"])
+    return env
+
+
+def _find_new_run(store, before: set, run_id: str) -> dict | None:
+    found = []
+    for new_id in set(store.run_ids()) - before:
+        try:
+            m = store.read_manifest(new_id)
+        except MlreproError:
+            continue
+        parent = m.get("parent") or {}
+        if parent.get("run") == run_id and parent.get("kind") == REPRODUCTION_OF:
+            found.append(m)
+    found.sort(key=lambda m: m.get("start_time") or 0)
+    return found[0] if found else None
+
+
+def _code_after(old: dict, new: dict) -> str:
+    ca, cb = old.get("code") or {}, new.get("code") or {}
+    keys = ("commit", "patch", "entry_point_object")
+    differing = [k for k in keys if ca.get(k) != cb.get(k)]
+    if not differing:
+        return "same commit, patch and entry point as recorded"
+    return "differs from the record in " + ", ".join(differing)
+
+
+def reproduce_run(store, ref: str, *, repo: str | None = None, check_only: bool = False,
+                  strict: bool = False, allow_data_drift: bool = False,
+                  rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
+                  ignore: tuple = DEFAULT_IGNORED, python: str | None = None,
+                  stored_source: bool = False, keep: bool = False,
+                  timeout: float | None = None, say=print, child_stdout=None) -> Reproduction:
+    """Rebuild, check and re-run one recorded run; see the module docstring.
+
+    Raises `MlreproError` (exit 2) when it refuses: data drift without
+    `allow_data_drift`, environment drift with `strict`, code that cannot be rebuilt.
+
+    Example:
+        >>> result = reproduce_run(mlrepro.open_store("runs"), "20261128")  # doctest: +SKIP
+        >>> result.verdict["kind"]                                          # doctest: +SKIP
+        'bit-identical'
+    """
+    run_id = store.resolve(ref)
+    m = store.read_manifest(run_id)
+    out = Reproduction(run_id=run_id)
+    python = python or sys.executable
+    say(f"reproducing {run_id} (project {m.get('project')}, name {m.get('name')})")
+    tmp = tempfile.mkdtemp(prefix="mlrepro-reproduce-")
+    try:
+        rebuilt = rebuild_code(m, store, os.path.join(tmp, "src"), repo=repo,
+                               stored_source=stored_source)
+        out.code = {"how": rebuilt.how, "notes": rebuilt.notes, "root": rebuilt.root}
+        say(f"code         {rebuilt.how}")
+        for note in rebuilt.notes:
+            say(f"             {note}")
+
+        env_now = current_environment(python)
+        # Variables are compared after the re-run, from what the new run records: a
+        # script (and mlrepro's own determinism switches) may set variables itself.
+        out.environment_drift = environment_drift(
+            diff_environment(m.get("environment") or {}, env_now, variables=False))
+        if out.environment_drift:
+            n = len(out.environment_drift)
+            say(f"environment  {n} difference{'' if n == 1 else 's'} from the record:")
+            for line in out.environment_drift:
+                say(f"             {line}")
+        else:
+            say("environment  same as recorded")
+        if out.environment_drift and strict:
+            raise MlreproError(f"the environment differs from run {run_id}'s "
+                               f"({out.environment_drift[0]}"
+                               + (f" and {len(out.environment_drift) - 1} more"
+                                  if len(out.environment_drift) > 1 else "")
+                               + "): recreate the recorded environment, or drop --strict")
+
+        out.data = recheck_data(m.get("data") or {})
+        for check in out.data:
+            say(f"data         {check.name}: {check.status} ({check.detail})")
+        if not out.data:
+            say("data         none recorded")
+        drifted = [c for c in out.data if c.status in (CHANGED, MISSING)]
+        if drifted and not allow_data_drift:
+            c = drifted[0]
+            raise MlreproError(f"data {c.name!r} {c.status} since run {run_id} was recorded "
+                               f"({c.detail}): restore the recorded data, or pass "
+                               "--allow-data-drift to re-run on the current data")
+
+        notes: list[str] = []
+        out.command = command_for(m, rebuilt, python, notes)
+        out.cwd = rebuilt.cwd
+        for note in notes:
+            say(f"             {note}")
+        say(f"command      {' '.join(out.command)}")
+        if check_only:
+            say("check only   every check passed; the run was not re-run")
+            return out
+
+        before = set(store.run_ids())
+        started = time.time()
+        try:
+            proc = subprocess.run(out.command, cwd=rebuilt.cwd, env=_child_env(m, store.uri),
+                                  timeout=timeout, stdout=child_stdout)
+            code = proc.returncode
+        except subprocess.TimeoutExpired:
+            code = None
+        new = _find_new_run(store, before, run_id)
+        if code != 0:
+            status = f"exit {code}" if code is not None else f"timed out after {timeout:g}s"
+            message = f"the re-run failed ({status}" + (
+                f"; run {new['id']} is {new.get('status')})" if new else ")")
+            out.new_run = new["id"] if new else None
+            out.verdict = {"kind": "failed", "message": message, "details": [], "exit_code": 1}
+            say(f"verdict      {message}")
+            return out
+        if new is None:
+            raise MlreproError(f"the re-run finished in {time.time() - started:.0f}s but recorded "
+                               f"no run in {store.uri} with parent {run_id}: does the script call "
+                               "mlrepro.start_run (or use ReproCallback)?")
+        out.new_run = new["id"]
+        say(f"new run      {new['id']} ({REPRODUCTION_OF} {run_id})")
+        _after_checks(m, new, out, say)
+
+        curves = compare_curves(store.read_points(run_id).series,
+                                store.read_points(new["id"]).series,
+                                rtol=rtol, atol=atol, ignore=ignore)
+        verdict = judge(curves, compare_run_artifacts(store, m, new))
+        out.verdict = dict(verdict.to_json(), curves=curves.to_json())
+        say(f"verdict      {verdict.message}")
+        for line in verdict.details:
+            say(f"             {line}")
+        _record_verdict(store, new["id"], run_id, out.verdict, rtol, atol)
+        return out
+    finally:
+        if keep:
+            say(f"scratch tree kept at {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _after_checks(old: dict, new: dict, out: Reproduction, say) -> None:
+    """What the new run itself recorded, against the old record."""
+    lines = [f"code         {_code_after(old, new)}"]
+    params = diff_mapping(old.get("params"), new.get("params"))
+    if not is_empty(params):
+        changed = list(params["changed"]) + list(params["added"]) + list(params["removed"])
+        lines.append(f"params       differ from the record: {', '.join(changed)}")
+    data = diff_data(old.get("data") or {}, new.get("data") or {})
+    if not data["same"]:
+        names = [n for n, e in data["inputs"].items() if e["status"] != "same"]
+        lines.append(f"data         the new run read different data: {', '.join(names)}")
+    drift = environment_drift(diff_environment(old.get("environment") or {},
+                                               new.get("environment") or {}))
+    drift = [line for line in drift if line not in out.environment_drift]
+    if drift:
+        lines.append(f"environment  the new run recorded {len(drift)} more difference"
+                     f"{'' if len(drift) == 1 else 's'}: " + "; ".join(drift[:5])
+                     + (" ..." if len(drift) > 5 else ""))
+    out.after = lines
+    for line in lines:
+        say(line)
+
+
+def _record_verdict(store, new_id: str, old_id: str, verdict: dict, rtol, atol) -> None:
+    """File the verdict in the new run's record, so `mlrepro show` tells it later."""
+    try:
+        manifest = store.read_manifest(new_id)
+        manifest["reproduction"] = {"of": old_id, "verdict": verdict["kind"],
+                                    "message": verdict["message"], "rtol": rtol, "atol": atol,
+                                    "checked_at": time.time()}
+        store.write_batch([ManifestWrite(new_id, manifest)])
+    except Exception as exc:  # noqa: BLE001 - the verdict stands even if it cannot be filed
+        print(f"mlrepro: could not file the verdict in run {new_id} ({exc})", file=sys.stderr)
+
+
+def cmd_reproduce(args) -> int:
+    from mlrepro.cli import _store
+
+    store = _store(args)
+    say = (lambda *_a, **_k: None) if args.json else print
+    ignore = tuple(DEFAULT_IGNORED) + tuple(args.ignore_metric or ())
+    result = reproduce_run(store, args.run, repo=args.repo, check_only=args.check_only,
+                           strict=args.strict, allow_data_drift=args.allow_data_drift,
+                           rtol=args.rtol, atol=args.atol, ignore=ignore, python=args.python,
+                           stored_source=args.stored_source, keep=args.keep,
+                           timeout=args.timeout, say=say,
+                           child_stdout=2 if args.json else None)  # keep stdout pure JSON
+    if args.json:
+        json.dump(result.to_json(), sys.stdout, indent=1, sort_keys=True, default=str)
+        sys.stdout.write("\n")
+    if result.verdict is None:
+        return 0
+    return int(result.verdict["exit_code"])
+
+
+def register(subparsers, common) -> None:
+    """Add `mlrepro reproduce` to the command line."""
+    p = subparsers.add_parser(
+        "reproduce", parents=[common], help="re-run a recorded run and compare the results",
+        description="Rebuild a run's code in a scratch tree, check the environment and data "
+                    "against the record, re-run the recorded command, and say whether the new "
+                    "run is bit-identical, identical within a tolerance, or diverged. "
+                    "Exit 0 identical, 1 diverged, 2 refused.")
+    p.add_argument("run", help="run id or unique prefix")
+    p.add_argument("--check-only", action="store_true",
+                   help="rebuild the code and check environment and data, but do not re-run")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse when the environment differs from the recorded one")
+    p.add_argument("--allow-data-drift", action="store_true",
+                   help="re-run even when the recorded data changed")
+    p.add_argument("--rtol", type=float, default=DEFAULT_RTOL,
+                   help=f"relative tolerance for metric values (default {DEFAULT_RTOL:g})")
+    p.add_argument("--atol", type=float, default=DEFAULT_ATOL,
+                   help=f"absolute tolerance for metric values (default {DEFAULT_ATOL:g})")
+    p.add_argument("--ignore-metric", action="append", metavar="GLOB",
+                   help="metrics not to compare (timings are never compared)")
+    p.add_argument("--repo", help="git repository holding the run's commit "
+                                  "(default: the current one, then the recorded one)")
+    p.add_argument("--stored-source", action="store_true",
+                   help="if the commit cannot be found, re-run the stored entry point alone")
+    p.add_argument("--python", help="interpreter for the re-run (default: this one)")
+    p.add_argument("--timeout", type=float, help="give up on the re-run after this many seconds")
+    p.add_argument("--keep", action="store_true", help="keep the scratch tree")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_reproduce)

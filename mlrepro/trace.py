@@ -1,0 +1,344 @@
+"""`mlrepro trace PATH`: which run produced this model or file, and what it was made from.
+
+Any file is found by its content digest among the artifacts runs logged (a bare
+weights file, a checkpoint, a file inside a logged directory). A directory (a
+SavedModel) is found by its tree digest, by the digests of its files, and by the
+run id mlrepro embeds in exports (`mlrepro_run.json`). A `.keras` zip is also
+searched for the embedded member, and a SageMaker `model.tar.gz` is unpacked into
+a temporary directory and traced like a directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+
+from mlrepro.capture.data import file_digest
+from mlrepro.errors import CheckFailed, MlreproError
+from mlrepro.record import EMBEDDED_RUN_FILE, tree_digest
+from mlrepro.show import short, when
+
+MAX_MEMBER_FILES = 5000
+MAX_PARENT_DEPTH = 20
+
+EXACT = "exact"        # the whole file or directory is a logged artifact
+EMBEDDED = "embedded"  # the export names the run that wrote it
+MEMBER = "member"      # a file inside it is (part of) a logged artifact
+STRENGTH = {EXACT: 0, EMBEDDED: 1, MEMBER: 2}
+
+
+@dataclass
+class Evidence:
+    """What was found on disk: digests to look up and embedded run ids."""
+
+    digest: str | None = None                              # of PATH itself, if a file
+    trees: dict[str, str] = field(default_factory=dict)    # tree digest -> relative dir
+    files: dict[str, str] = field(default_factory=dict)    # file digest -> relative path
+    embedded: list[dict] = field(default_factory=list)     # parsed mlrepro_run.json files
+
+
+def _read_embedded(data: bytes, where: str) -> dict | None:
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(value, dict) and isinstance(value.get("run_id"), str):
+        return dict(value, found_in=where)
+    return None
+
+
+def _scan_dir(root: str, ev: Evidence, prefix: str = "") -> None:
+    per_dir: dict[str, dict[str, str]] = {}
+    count = 0
+    for base, dirs, names in os.walk(root):
+        dirs.sort()
+        for name in sorted(names):
+            full = os.path.join(base, name)
+            if os.path.islink(full) or not os.path.isfile(full):
+                continue
+            count += 1
+            if count > MAX_MEMBER_FILES:
+                return
+            rel = os.path.relpath(full, root).replace(os.sep, "/")
+            digest = file_digest(full)
+            ev.files.setdefault(digest, prefix + rel)
+            parts = rel.split("/")
+            for depth in range(len(parts)):
+                d = "/".join(parts[:depth])
+                per_dir.setdefault(d, {})["/".join(parts[depth:])] = digest
+            if name == EMBEDDED_RUN_FILE:
+                with open(full, "rb") as fh:
+                    found = _read_embedded(fh.read(), prefix + rel)
+                if found:
+                    ev.embedded.append(found)
+    for d, files in per_dir.items():
+        where = prefix + d if d else (prefix + "/" if prefix else ".")  # "model.tar.gz:/"
+        ev.trees.setdefault(tree_digest(files), where)
+
+
+def _scan_zip(path: str, ev: Evidence) -> None:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if info.is_dir() or info.file_size > (1 << 31):
+                    continue
+                if os.path.basename(info.filename) == EMBEDDED_RUN_FILE:
+                    found = _read_embedded(zf.read(info), f"{os.path.basename(path)}:"
+                                                          f"{info.filename}")
+                    if found:
+                        ev.embedded.append(found)
+    except (zipfile.BadZipFile, OSError):
+        pass
+
+
+def _safe_members(tf: tarfile.TarFile):
+    for member in tf.getmembers():
+        name = member.name.replace("\\", "/")
+        if name.startswith("/") or ".." in name.split("/"):
+            continue
+        if member.isfile() or member.isdir():
+            yield member
+
+
+def gather_evidence(path: str) -> Evidence:
+    """Digests and embedded run ids of a file, directory, `.keras` zip or `model.tar.gz`."""
+    ev = Evidence()
+    if os.path.isdir(path):
+        _scan_dir(path, ev)
+        return ev
+    ev.digest = file_digest(path)
+    ev.files[ev.digest] = os.path.basename(path)
+    if zipfile.is_zipfile(path):
+        _scan_zip(path, ev)
+    elif tarfile.is_tarfile(path):
+        with tempfile.TemporaryDirectory(prefix="mlrepro-trace-") as tmp:
+            with tarfile.open(path) as tf:
+                members = list(_safe_members(tf))
+                if hasattr(tarfile, "data_filter"):
+                    tf.extractall(tmp, members=members, filter="data")
+                else:  # Python without extraction filters: members were vetted above
+                    tf.extractall(tmp, members=members)
+            _scan_dir(tmp, ev, prefix=os.path.basename(path) + ":")
+    return ev
+
+
+@dataclass
+class Match:
+    """One way a run is tied to the traced path."""
+
+    run_id: str
+    how: str
+    detail: str
+
+
+def find_matches(manifests: list[dict], ev: Evidence) -> list[Match]:
+    """Every artifact of every manifest that the evidence points at."""
+    out = []
+    for m in manifests:
+        for name, art in sorted((m.get("artifacts") or {}).items()):
+            if art.get("kind") == "dir":
+                tree = art.get("tree")
+                if tree in ev.trees:
+                    where = ev.trees[tree]
+                    out.append(Match(m["id"], EXACT, f"directory {where!r} is artifact {name!r}"
+                                     if where != "." else f"the directory is artifact {name!r}"))
+                    continue
+                files = sorted((art.get("files") or {}).items())
+                exact = [rel for rel, f in files if (f or {}).get("digest") == ev.digest]
+                if exact:
+                    out.append(Match(m["id"], EXACT, f"the file is {exact[0]!r} of artifact "
+                                                     f"{name!r}"))
+                    continue
+                here = [rel for rel, f in files if (f or {}).get("digest") in ev.files]
+                if here:
+                    out.append(Match(m["id"], MEMBER, f"{len(here)} of the {len(files)} files "
+                                                      f"of artifact {name!r} are here: "
+                                                      f"{', '.join(here[:4])}"
+                                                      + (" ..." if len(here) > 4 else "")))
+            else:
+                digest = art.get("digest")
+                if digest and digest == ev.digest:
+                    out.append(Match(m["id"], EXACT, f"the file is artifact {name!r}"))
+                elif digest and digest in ev.files:
+                    out.append(Match(m["id"], MEMBER, f"{ev.files[digest]!r} is artifact "
+                                                      f"{name!r}"))
+    return out
+
+
+def _all_manifests(store) -> list[dict]:
+    out = []
+    for run_id in store.run_ids():
+        try:
+            out.append(store.read_manifest(run_id))
+        except MlreproError:
+            continue
+    out.sort(key=lambda m: m.get("start_time") or 0)
+    return out
+
+
+def trace_path(store, path: str) -> dict:
+    """Runs that produced `path`, how each is tied to it, and their lineage."""
+    if not os.path.exists(path):
+        raise MlreproError(f"{path} does not exist: give the path of a model file, export "
+                           "directory or model.tar.gz")
+    ev = gather_evidence(path)
+    manifests = _all_manifests(store)
+    by_id = {m["id"]: m for m in manifests}
+    matches = find_matches(manifests, ev)
+    unresolved = []
+    for emb in ev.embedded:
+        run_id = emb["run_id"]
+        if run_id not in by_id:
+            other = _embedded_store_manifest(emb, store)
+            if other is not None:
+                by_id[run_id] = other
+                manifests.append(other)
+        if run_id in by_id:
+            where = "" if emb.get("in_other_store") is None else \
+                f" (found in its own store {emb['in_other_store']})"
+            matches.append(Match(run_id, EMBEDDED, f"{emb['found_in']} names run {run_id}"
+                                                   f"{where}"))
+        else:
+            unresolved.append(emb)
+    runs: dict[str, list[Match]] = {}
+    for match in matches:
+        runs.setdefault(match.run_id, []).append(match)
+    order = sorted(runs, key=lambda r: (min(STRENGTH[x.how] for x in runs[r]),
+                                        by_id[r].get("start_time") or 0))
+    return {
+        "path": os.path.abspath(path),
+        "digest": ev.digest,
+        "store": store.uri,
+        "runs": [{"id": r, "matches": [x.__dict__ for x in runs[r]],
+                  "lineage": lineage(by_id[r], by_id, manifests)} for r in order],
+        "unresolved_embedded": unresolved,
+    }
+
+
+def _embedded_store_manifest(emb: dict, store) -> dict | None:
+    """The run an export names, read from the local store the export says it was written to."""
+    uri = emb.get("store")
+    if not isinstance(uri, str) or "://" in uri or not os.path.isdir(uri):
+        return None
+    if os.path.realpath(uri) == os.path.realpath(str(store.uri)):
+        return None
+    from mlrepro.store import open_store
+
+    try:
+        other = open_store(uri)
+        if emb["run_id"] not in other.run_ids():
+            return None
+        manifest = other.read_manifest(emb["run_id"])
+    except (MlreproError, OSError):
+        return None
+    emb["in_other_store"] = other.uri
+    return manifest
+
+
+def lineage(m: dict, by_id: dict, manifests: list[dict]) -> dict:
+    """Code, data, params and parents of a run; also the runs that descend from it."""
+    code = m.get("code") or {}
+    parents = []
+    node, seen = m, {m["id"]}
+    while node.get("parent") and len(parents) < MAX_PARENT_DEPTH:
+        parent = node["parent"]
+        pid = parent.get("run")
+        known = by_id.get(pid)
+        parents.append({"kind": parent.get("kind"), "run": pid, "in_store": known is not None,
+                        "name": (known or {}).get("name"), "status": (known or {}).get("status")})
+        if known is None or pid in seen:
+            break
+        seen.add(pid)
+        node = known
+    children = [{"kind": (c.get("parent") or {}).get("kind"), "run": c["id"]}
+                for c in manifests if (c.get("parent") or {}).get("run") == m["id"]]
+    return {
+        "project": m.get("project"), "name": m.get("name"), "status": m.get("status"),
+        "start_time": m.get("start_time"), "fingerprint": m.get("fingerprint"),
+        "code": {k: code.get(k) for k in ("commit", "branch", "dirty", "remote", "patch",
+                                          "patch_size", "entry_point", "entry_point_object",
+                                          "argv")},
+        "data": {n: {k: (d or {}).get(k) for k in ("kind", "source", "digest", "size", "files")}
+                 for n, d in sorted((m.get("data") or {}).items())},
+        "params": m.get("params") or {},
+        "seed": m.get("seed"),
+        "deterministic": bool((m.get("determinism") or {}).get("deterministic")),
+        "parents": parents,
+        "children": children,
+    }
+
+
+def trace_text(result: dict) -> str:
+    out = [f"{result['path']}" + (f"  sha256 {result['digest'][:16]}" if result["digest"]
+                                   else "  (directory)")]
+    for i, run in enumerate(result["runs"]):
+        lin = run["lineage"]
+        title = "produced by" if i == 0 else "also tied to"
+        out.append(f"{title} run {run['id']}  (project {lin['project']}, {lin['status']}, "
+                   f"started {when(lin['start_time'])})")
+        for match in run["matches"]:
+            out.append(f"  matched {match['how']}: {match['detail']}")
+        code = lin["code"]
+        if code.get("commit"):
+            patch = (f", uncommitted patch {code['patch'][:12]} ({code.get('patch_size')} bytes)"
+                     if code.get("patch") else "")
+            out.append(f"  code     commit {code['commit'][:12]} on {code.get('branch')}{patch}")
+        else:
+            out.append("  code     not from a git checkout" + (
+                f"; stored entry point {code['entry_point_object'][:12]}"
+                if code.get("entry_point_object") else ""))
+        if code.get("argv"):
+            out.append(f"  command  {' '.join(code['argv'])}")
+        for name, d in lin["data"].items():
+            out.append(f"  data     {name}: {d.get('kind')} {d.get('source')} digest "
+                       f"{(d.get('digest') or '-')[:12]}")
+        if lin["params"]:
+            out.append("  params   " + ", ".join(f"{k}={short(v, 30)}"
+                                                 for k, v in sorted(lin["params"].items())))
+        out.append(f"  seed     {lin['seed']}" + (" (deterministic)" if lin["deterministic"]
+                                                   else ""))
+        for p in lin["parents"]:
+            out.append(f"  parent   {p['kind']} {p['run']}" + ("" if p["in_store"]
+                                                               else " (not in this store)"))
+        for c in lin["children"]:
+            out.append(f"  child    {c['kind']} {c['run']}")
+    for emb in result["unresolved_embedded"]:
+        out.append(f"embedded run id {emb['run_id']} ({emb['found_in']}, store "
+                   f"{emb.get('store')}) is not in {result['store']}: pull it or pass --store")
+    return "\n".join(out)
+
+
+def cmd_trace(args) -> int:
+    from mlrepro.cli import _store
+
+    store = _store(args)
+    result = trace_path(store, args.path)
+    if args.json:
+        json.dump(result, sys.stdout, indent=1, sort_keys=True, default=str)
+        sys.stdout.write("\n")
+    if not result["runs"]:
+        if not args.json:
+            print(trace_text(result))
+        what = f"sha256 {result['digest'][:16]}" if result["digest"] else "its files"
+        raise CheckFailed(f"no run in {store.uri} logged {args.path} ({what}): log it with "
+                          "run.log_artifact (or ReproCallback), or pass the --store that holds "
+                          "its run")
+    if not args.json:
+        print(trace_text(result))
+    return 0
+
+
+def register(subparsers, common) -> None:
+    """Add `mlrepro trace` to the command line."""
+    p = subparsers.add_parser("trace", parents=[common], help="find the run that produced a file",
+                              description="Find the run that produced a model file, export "
+                                          "directory, SageMaker model.tar.gz or any artifact, "
+                                          "and print its lineage: code, data, params, parents.")
+    p.add_argument("path", help="a file, directory, .keras file or model.tar.gz")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_trace)
