@@ -51,7 +51,7 @@ chromium:
 venv: $(STAMP) $(STAMP_EST)
 
 demo: $(STAMP)
-	$(PY) examples/demo.py
+	$(PY) examples/resnet_cifar10/demo.py
 
 test: test-main test-estimator
 
