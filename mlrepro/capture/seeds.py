@@ -39,10 +39,9 @@ def apply_seed(seed: int | None, deterministic: bool = False) -> dict:
             record["applied"].append("torch.manual_seed")
         except Exception:  # noqa: BLE001
             pass
-    if deterministic:
-        os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
-        os.environ.setdefault("TF_CUDNN_DETERMINISTIC", "1")
-        record["applied"].append("env:TF_DETERMINISTIC_OPS")
+    # No TF_DETERMINISTIC_OPS in os.environ: child processes would inherit it, and an
+    # unseeded random op in a child then fails. Op determinism is enabled in-process
+    # (seed_tensorflow) as soon as TensorFlow is imported.
     return record
 
 
