@@ -513,7 +513,7 @@ class ReproCallback(_Base):
             message += " (further failures of this hook are not reported)"
         try:
             if self.run is not None:
-                self.run._warn(message)
+                self.run.warn(message)
             else:
                 _warn("mlrepro: " + message)
         except Exception:  # noqa: BLE001 - warnings turned into errors must not reach fit
@@ -537,7 +537,7 @@ class _NullRun:
     def __getattr__(self, name):
         return lambda *args, **kwargs: None
 
-    def _warn(self, message: str) -> None:
+    def warn(self, message: str) -> None:
         _warn("mlrepro: " + message)
 
 

@@ -380,6 +380,27 @@ class Run:
         except Exception as exc:  # noqa: BLE001
             self._warn(f"recording {section} failed: {exc!r}")
 
+    def update_section(self, section: str, **fields) -> None:
+        """Merge fields into a dict section of the manifest (e.g. `estimator`, `resume`)."""
+        try:
+            with self._lock:
+                current = self.manifest.get(section)
+                merged = dict(current) if isinstance(current, dict) else {}
+                merged.update(jsonable(fields))
+                self.manifest[section] = merged
+                self._dirty = True
+        except Exception as exc:  # noqa: BLE001
+            self._warn(f"recording {section} failed: {exc!r}")
+
+    def section(self, section: str):
+        """A copy of one manifest section as it stands now."""
+        with self._lock:
+            return copy.deepcopy(self.manifest.get(section))
+
+    def warn(self, message: str) -> None:
+        """A tracking problem: a `MlreproWarning`, a `warning` event and the run's warning count."""
+        self._warn(message)
+
     def event(self, kind: str, **fields) -> None:
         if self.writer is None:
             return

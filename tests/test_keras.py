@@ -93,6 +93,7 @@ def recorded(tmp_path_factory):
     os.environ["MLREPRO_CACHE"] = str(base / "cache")
     try:
         x, y = _data()
+        keras.backend.clear_session()  # as in a fresh process: no layer named before seeding
         callback = mlrepro.keras.ReproCallback(
             project="record", store=str(base / "store"), params={"width": 8, "note": "demo"},
             tags={"suite": "keras"}, seed=3, deterministic=True, log_every_n_steps=2,

@@ -197,13 +197,7 @@ def bind(model_dir: str, *, project: str | None, store=None, name: str | None = 
 
 def update_section(run: Run, **fields) -> None:
     """Merge fields into the run's `estimator` section (never raises)."""
-    try:
-        with run._lock:
-            current = dict(run.manifest.get("estimator") or {})
-        current.update(fields)
-        run.set_section("estimator", current)
-    except Exception as exc:  # noqa: BLE001
-        warn(f"mlrepro could not update the estimator section ({exc!r})")
+    run.update_section("estimator", **fields)
 
 
 def record_config(run: Run, params: Any, config: Any) -> None:
@@ -263,6 +257,6 @@ def _note_changed_params(run: Run, params: Mapping) -> None:
     old = run.manifest.get("params") or {}
     changed = sorted(k for k, v in new.items() if k in old and old[k] != v)
     if changed:
-        run._warn(f"params {', '.join(changed)} differ from those run {run.id} recorded before; "
+        run.warn(f"params {', '.join(changed)} differ from those run {run.id} recorded before; "
                   "the new values replace them (use a fresh model_dir for a new experiment)")
 

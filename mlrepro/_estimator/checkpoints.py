@@ -57,9 +57,8 @@ class CheckpointRecorder:
         self._state_path = os.path.join(model_dir, STATE_FILE)
         self._state_seen = None
         self._warned = False
-        with run._lock:
-            self.logged = {n for n in run.manifest.get("artifacts", {})
-                           if n.startswith(ARTIFACT_PREFIX)}
+        self.logged = {n for n in run.section("artifacts") or {}
+                       if n.startswith(ARTIFACT_PREFIX)}
 
     def state_changed(self) -> bool:
         """A stat of the state file: has a checkpoint been written since the last look?"""
@@ -82,7 +81,7 @@ class CheckpointRecorder:
         if not self.local:
             if not self._warned:
                 self._warned = True
-                self.run._warn(f"checkpoints in {self.model_dir} are not recorded: mlrepro "
+                self.run.warn(f"checkpoints in {self.model_dir} are not recorded: mlrepro "
                                "records checkpoints of a local model_dir only")
             return
         try:
@@ -97,7 +96,7 @@ class CheckpointRecorder:
                 binding.update_section(self.run, latest_checkpoint=artifact_name(prefixes[-1]),
                                        global_step=checkpoint_step(prefixes[-1]))
         except Exception as exc:  # noqa: BLE001 - tracking never stops training
-            self.run._warn(f"checkpoint in {self.model_dir} not recorded: {exc!r}")
+            self.run.warn(f"checkpoint in {self.model_dir} not recorded: {exc!r}")
 
     def _record(self, prefix: str, name: str) -> None:
         files = sorted(glob.glob(glob.escape(prefix) + ".*"))

@@ -31,7 +31,7 @@ def record_export(estimator, export_path, *, checkpoint_path: str | None = None,
     step = checkpoint_step(checkpoint) if checkpoint else None
     pointer = {**binding.pointer_for(run), "global_step": step}
     if not binding.write_pointer(os.path.join(path, ASSETS_DIR), pointer):
-        run._warn(f"the SavedModel in {path} does not name its run; `mlrepro trace` will not "
+        run.warn(f"the SavedModel in {path} does not name its run; `mlrepro trace` will not "
                   "find it")
     meta = {"step": step, "format": "tf-saved-model", "export_dir": path,
             "checkpoint": os.path.basename(checkpoint) if checkpoint else None}

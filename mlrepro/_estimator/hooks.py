@@ -19,20 +19,27 @@ from mlrepro._estimator import binding
 from mlrepro._estimator.checkpoints import CheckpointRecorder
 from mlrepro._estimator.validate import ModelFnError
 
-TENSORS_COLLECTION = "mlrepro_logged_tensors"   # (name, tensor) pairs added by log_tensor()
+TENSORS_ATTR = "_mlrepro_logged_tensors"        # (name, tensor) pairs added by log_tensor()
 CHECK_SECONDS = 1.0                             # at most one stat of the state file a second
 END_FLUSH_SECONDS = 30.0
 
 
 def log_tensor(name: str, tensor) -> None:
     """Ask the training hook to record `tensor` (a scalar) as metric `name` every N steps."""
-    tf.compat.v1.add_to_collection(TENSORS_COLLECTION, (str(name), tensor))
+    # Kept on the graph object, not in a graph collection: collections are written into
+    # every checkpoint's MetaGraph, where a (name, tensor) pair cannot be serialised.
+    graph = getattr(tensor, "graph", None) or tf.compat.v1.get_default_graph()
+    pairs = getattr(graph, TENSORS_ATTR, None)
+    if pairs is None:
+        pairs = []
+        setattr(graph, TENSORS_ATTR, pairs)
+    pairs.append((str(name), tensor))
 
 
 def resolve_tensors(graph, wanted: Mapping[str, object]) -> dict:
     """Metric name -> scalar tensor, from tensor names given to wrap_model_fn and log_tensor()."""
     out: dict = {}
-    for name, ref in list(wanted.items()) + list(graph.get_collection(TENSORS_COLLECTION)):
+    for name, ref in list(wanted.items()) + list(getattr(graph, TENSORS_ATTR, [])):
         if name in out:
             continue  # the first replica's tensor under a distribution strategy
         tensor = ref
@@ -100,7 +107,7 @@ class TrainRecorder(tf.compat.v1.train.SessionRunHook):
         try:
             self._step = self._start_step = int(session.run(self._gs))
         except Exception as exc:  # noqa: BLE001
-            self.run._warn(f"cannot read the global step ({exc!r}); steps count from 0")
+            self.run.warn(f"cannot read the global step ({exc!r}); steps count from 0")
         self._next_due = self._step
         self._last_check = time.monotonic()
         self.run.event("train_begin", step=self._step)
@@ -143,7 +150,7 @@ class TrainRecorder(tf.compat.v1.train.SessionRunHook):
                 except (TypeError, ValueError) as exc:
                     if name not in self._unrecordable:
                         self._unrecordable.add(name)
-                        self.run._warn(f"{name} at step {self._step} is not a number "
+                        self.run.warn(f"{name} at step {self._step} is not a number "
                                        f"({exc}); it is not recorded")
             now = time.perf_counter()
             if self._last is not None and now > self._last[1] and self._step > self._last[0]:
@@ -151,7 +158,7 @@ class TrainRecorder(tf.compat.v1.train.SessionRunHook):
             self._last = (self._step, now)
             self.run.log_metrics(metrics, step=self._step)
         except Exception as exc:  # noqa: BLE001 - tracking never stops training
-            self.run._warn(f"loss at step {self._step} not recorded: {exc!r}")
+            self.run.warn(f"loss at step {self._step} not recorded: {exc!r}")
 
     def end(self, session):
         try:
@@ -203,4 +210,4 @@ class EvalRecorder(tf.compat.v1.train.SessionRunHook):
                                                               "prefix": self.prefix})
             self.run.flush(END_FLUSH_SECONDS)
         except Exception as exc:  # noqa: BLE001 - tracking never fails an evaluation
-            self.run._warn(f"evaluation metrics not recorded: {exc!r}")
+            self.run.warn(f"evaluation metrics not recorded: {exc!r}")
