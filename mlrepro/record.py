@@ -273,6 +273,22 @@ def _supersede(pts: list[tuple[int, float, float, int, int]]) -> list:
     return kept
 
 
+def number_names(points, ids: dict[str, int]) -> tuple[list[tuple], list[str]]:
+    """Replace each point's metric name by its id in `ids` (extended in place).
+
+    Returns the encoded-ready tuples and the names that were new, in id order: the
+    caller appends those to metrics.names before the points that use them.
+    """
+    encoded, new = [], []
+    for step, value, wall, epoch, name, attempt in points:
+        nid = ids.get(name)
+        if nid is None:
+            nid = ids[name] = len(ids)
+            new.append(name)
+        encoded.append((step, value, wall, epoch, nid, attempt))
+    return encoded, new
+
+
 def encode_points(points: Iterable[tuple[int, float, float, int, int, int]]) -> bytes:
     """Encode (step, value, wall, epoch, name_id, attempt) tuples for metrics.bin."""
     pack = POINT.pack

@@ -105,29 +105,21 @@ class Index:
         return os.path.exists(self.path)
 
     def upsert(self, manifests: Iterable[dict]) -> None:
-        rows = [_row_of(m) for m in manifests]
-        if not rows:
+        self._write([_row_of(m) for m in manifests], replace_all=False)
+
+    def replace_all(self, manifests: Iterable[dict]) -> None:
+        self._write([_row_of(m) for m in manifests], replace_all=True)
+
+    def _write(self, rows: list[tuple], *, replace_all: bool) -> None:
+        if not rows and not replace_all:
             return
         marks = ",".join("?" * len(_COLUMNS))
         with self._lock:
             conn = self._connect()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(f"INSERT OR REPLACE INTO runs ({','.join(_COLUMNS)}) "
-                                 f"VALUES ({marks})", rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-
-    def replace_all(self, manifests: Iterable[dict]) -> None:
-        rows = [_row_of(m) for m in manifests]
-        marks = ",".join("?" * len(_COLUMNS))
-        with self._lock:
-            conn = self._connect()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute("DELETE FROM runs")
+                if replace_all:
+                    conn.execute("DELETE FROM runs")
                 conn.executemany(f"INSERT OR REPLACE INTO runs ({','.join(_COLUMNS)}) "
                                  f"VALUES ({marks})", rows)
                 conn.execute("COMMIT")

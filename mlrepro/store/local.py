@@ -33,7 +33,8 @@ from mlrepro.store.index import Index
 _CHUNK = 1 << 20
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host runs (a zombie counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -130,14 +131,7 @@ class LocalStore(Store):
             return
         with self._names_lock:
             ids = self._name_ids(run_id)
-            new = []
-            encoded = []
-            for step, value, wall, epoch, name, attempt in points:
-                nid = ids.get(name)
-                if nid is None:
-                    nid = ids[name] = len(ids)
-                    new.append(name)
-                encoded.append((step, value, wall, epoch, nid, attempt))
+            encoded, new = record.number_names(points, ids)
             directory = self.run_dir(run_id)
             if new:
                 try:
@@ -275,7 +269,7 @@ class LocalStore(Store):
         return out
 
     def effective_status(self, manifest: dict) -> str:
-        return record.effective_status(manifest, this_host=self.host, pid_alive=_pid_alive)
+        return record.effective_status(manifest, this_host=self.host, pid_alive=pid_alive)
 
     def rebuild_index(self) -> tuple[int, list[tuple[str, str]]]:
         """Re-read every manifest into a fresh index; returns (indexed, [(run id, problem)])."""

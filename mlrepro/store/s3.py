@@ -240,13 +240,7 @@ class S3Store(Store):
         with self._append_lock:
             names = self._current(run_id, record.METRIC_NAMES_FILE).decode("utf-8")
             ids = {json.loads(line): i for i, line in enumerate(names.split("\n")[:-1])}
-            encoded, new = [], []
-            for step, value, wall, epoch, name, attempt in points:
-                nid = ids.get(name)
-                if nid is None:
-                    nid = ids[name] = len(ids)
-                    new.append(name)
-                encoded.append((step, value, wall, epoch, nid, attempt))
+            encoded, new = record.number_names(points, ids)
             self._append_files(run_id, {
                 record.METRIC_NAMES_FILE: "".join(json.dumps(n) + "\n" for n in new).encode(),
                 record.METRICS_FILE: encode_points(encoded)})
