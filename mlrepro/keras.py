@@ -434,7 +434,9 @@ class ReproCallback(_Base):
         if self._tb_writer is not None:
             points, self._tb_points = self._tb_points, []
             points.append((step, values))
-            self._stage_epoch("tensorboard", lambda: self._tb_writer.scalars(points))
+            # Encoded and written on the run's writer thread, not in the training loop.
+            tb = self._tb_writer
+            _after_writes(run, lambda: tb.scalars(points))
         if self._ckpt_dir is not None and self._writes and \
                 (epoch + 1) % self._checkpoint_every == 0:
             self._stage_epoch("checkpoint", lambda: self._save_checkpoint(epoch, step))
@@ -471,7 +473,7 @@ class ReproCallback(_Base):
         if self._writes and self._formats and self._last_epoch is not None:
             self._stage_end("export", self._export_model)
         if self._tb_writer is not None:
-            self._tb_writer.close()
+            _after_writes(run, self._tb_writer.close)  # after the scalars queued before it
         _flavour.clear_initial_epoch(self.model)
         self._stage_end("run file", lambda: self._write_runfile(_runfile.FINISHED))
         for directory in self._temp_dirs:
@@ -552,7 +554,7 @@ def _fit_gone(ref) -> None:
               "the caller handled the exception, so its message is not visible here")
     try:
         if self._tb_writer is not None:
-            self._tb_writer.close()
+            _after_writes(self.run, self._tb_writer.close)
         _flavour.clear_initial_epoch(self.model)
         self.run.finish(status, error=f"model.fit raised before on_train_end ({detail})")
     except Exception:  # noqa: BLE001

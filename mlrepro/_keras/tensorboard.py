@@ -1,8 +1,9 @@
 """TensorBoard event files under the run directory: scalars and hparams.
 
 Written with TensorBoard's own pure-Python event writer (no TensorFlow ops, so it
-works on any Keras backend and costs microseconds per value), at epoch ends only:
-batch points are buffered, so TensorBoard costs the training step nothing.
+works on any Keras backend and costs microseconds per value). Batch points are
+buffered and handed to the run's writer thread at each epoch end, so TensorBoard
+costs the training loop nothing but a list append.
 TensorBoard's loader (`EventAccumulator`) reads them;
 `tensorboard --logdir <store>/runs/<id>/tensorboard` shows them.
 """
