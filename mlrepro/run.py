@@ -8,10 +8,8 @@ SIGTERM), preempted (SIGTERM on a spot job), or crashed (read from a dead writer
 
 from __future__ import annotations
 
-import atexit
 import copy
 import os
-import signal
 import socket
 import sys
 import threading
@@ -35,9 +33,12 @@ FINISH_TIMEOUT = 5.0
 
 _active: list["Run"] = []
 _active_lock = threading.RLock()
-_hooks_installed = False
-_previous_handlers: dict[int, Any] = {}
-_last_exception: list[BaseException] = []
+
+
+def active_runs() -> list["Run"]:
+    """Every unfinished run of this process, oldest first."""
+    with _active_lock:
+        return list(_active)
 
 
 def active_run() -> "Run | None":
@@ -174,7 +175,9 @@ class Run:
             self._append = _discard
         with _active_lock:
             _active.append(self)
-        _install_process_hooks()
+        from mlrepro import _lifecycle
+
+        _lifecycle.install()
 
     # -- set-up -----------------------------------------------------------------
     def _open_store(self, store) -> Store | None:
@@ -605,74 +608,3 @@ def _digest_bytes(data: bytes) -> str:
 def start_run(project: str = "default", **kwargs) -> Run:
     """Start recording a run (see `Run` for the arguments)."""
     return Run(project, **kwargs)
-
-
-# -- process hooks: exceptions, signals, interpreter exit -------------------------------
-
-def _install_process_hooks() -> None:
-    global _hooks_installed
-    if _hooks_installed:
-        return
-    _hooks_installed = True
-    atexit.register(_at_exit)
-    previous_hook = sys.excepthook
-
-    def excepthook(exc_type, exc, tb):
-        _last_exception[:] = [exc]
-        previous_hook(exc_type, exc, tb)
-
-    sys.excepthook = excepthook
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for signum in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)):
-        if signum is None:
-            continue
-        try:
-            previous = signal.getsignal(signum)
-            if previous is signal.SIG_IGN:
-                continue
-            if signum == signal.SIGINT and previous is signal.default_int_handler:
-                continue  # KeyboardInterrupt is handled by __exit__ / excepthook
-            _previous_handlers[signum] = previous
-            signal.signal(signum, _on_signal)
-        except (ValueError, OSError):
-            pass
-
-
-def _on_signal(signum, frame) -> None:
-    spot = os.environ.get(SPOT_ENV, "") in ("1", "true", "yes")
-    name = signal.Signals(signum).name
-    with _active_lock:
-        runs = list(_active)
-    for run in runs:
-        run_spot = spot or bool(getattr(run._runtime, "spot", False))
-        status = record.PREEMPTED if (run_spot and signum == signal.SIGTERM) else record.KILLED
-        try:
-            run.finish(status, error=f"received {name}", timeout=FINISH_TIMEOUT)
-        except Exception:  # noqa: BLE001
-            pass
-    previous = _previous_handlers.get(signum)
-    if callable(previous):
-        previous(signum, frame)
-        return
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
-
-
-def _at_exit() -> None:
-    with _active_lock:
-        runs = list(_active)
-    exc = _last_exception[0] if _last_exception else None
-    for run in runs:
-        try:
-            if exc is None:
-                run.finish(record.FINISHED)
-            elif isinstance(exc, KeyboardInterrupt):
-                run.finish(record.KILLED, error="KeyboardInterrupt")
-            elif isinstance(exc, SystemExit) and exc.code in (0, None):
-                run.finish(record.FINISHED)
-            else:
-                run.finish(record.FAILED, error="".join(traceback.format_exception(
-                    type(exc), exc, exc.__traceback__)))
-        except Exception:  # noqa: BLE001
-            pass
