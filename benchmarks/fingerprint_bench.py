@@ -22,7 +22,6 @@ Run: `python benchmarks/fingerprint_bench.py [--quick] [--fp-files 8] [--fp-file
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -272,19 +271,7 @@ def run(args, log=print) -> tuple[list[table.Row], str, dict]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="256 MiB, one repeat")
-    parser.add_argument("--json", help="write the raw measurements here")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    found, text, raw = run(args)
-    print(table.render(found))
-    print()
-    print(text)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(raw, fh, indent=1)
-    return 0
+    return table.script_main(run, add_arguments, __doc__, "256 MiB, one repeat", argv)
 
 
 if __name__ == "__main__":

@@ -351,19 +351,7 @@ def run(args, log=print) -> tuple[list[table.Row], str, dict]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, to check the harness")
-    parser.add_argument("--json", help="write the raw summary here")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    found, text, raw = run(args)
-    print(table.render(found))
-    print()
-    print(text)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(raw, fh, indent=1)
-    return 0
+    return table.script_main(run, add_arguments, __doc__, "small sizes, to check the harness", argv)
 
 
 if __name__ == "__main__":

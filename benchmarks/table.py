@@ -45,3 +45,23 @@ def markdown(rows: list[Row]) -> str:
     for r in rows:
         out.append("| " + " | ".join(c.replace("|", "\\|") for c in r.cells()) + " |")
     return "\n".join(out)
+
+
+def script_main(run, add_arguments, doc: str, quick_help: str, argv=None) -> int:
+    """The `main` of a benchmark script: parse, run, print the table and details, save JSON."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--json", help="write the raw measurements here")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    found, text, raw = run(args)
+    print(render(found))
+    print()
+    print(text)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(raw, fh, indent=1)
+    return 0

@@ -79,6 +79,15 @@ class Split:
 
 # -- sources -----------------------------------------------------------------------------------
 
+def load_train_and_test(args, data_dir: str | None) -> tuple[Split, Split]:
+    """Both splits as the training scripts' flags ask (`--data`, `--*-examples`, `--seed`)."""
+    return tuple(load_split(args.data, split, data_dir, limit=limit,
+                            synthetic_examples=args.synthetic_examples,
+                            synthetic_seed=args.seed)
+                 for split, limit in (("train", args.train_examples),
+                                      ("test", args.test_examples)))
+
+
 def load_split(source: str, split: str, data_dir: str | None = None, *, limit: int | None = None,
                synthetic_examples: int = 2048, synthetic_seed: int = 0) -> Split:
     """Read one split of CIFAR-10 from `source` (see the module doc).

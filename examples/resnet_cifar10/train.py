@@ -70,12 +70,7 @@ def train(argv=None, *, callbacks=()):
     strategy = mlrepro.distribute.strategy(runtime)
     data_dir = default_data_dir(args, runtime)
     try:
-        train_split = data.load_split(args.data, "train", data_dir, limit=args.train_examples,
-                                      synthetic_examples=args.synthetic_examples,
-                                      synthetic_seed=args.seed)
-        test_split = data.load_split(args.data, "test", data_dir, limit=args.test_examples,
-                                     synthetic_examples=args.synthetic_examples,
-                                     synthetic_seed=args.seed)
+        train_split, test_split = data.load_train_and_test(args, data_dir)
     except data.DataUnavailable as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from None
