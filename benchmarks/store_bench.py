@@ -85,6 +85,22 @@ def bench_listing(root: str, runs: int) -> dict:
     return timings
 
 
+def bench_import(repeats: int = 7) -> float:
+    """Median seconds `import mlrepro` adds to a bare interpreter start (fresh processes)."""
+    import subprocess
+
+    def once(code: str) -> float:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        return time.perf_counter() - t0
+
+    base, full = [], []
+    for _ in range(repeats):  # interleaved, so a slow spell hits both
+        base.append(once("pass"))
+        full.append(once("import mlrepro"))
+    return statistics.median(full) - statistics.median(base)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--points", type=int, default=1_000_000)
@@ -92,6 +108,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("MLREPRO_SPOOL", tempfile.mkdtemp(prefix="mlrepro-spool-"))
     rows = []
+    seconds = bench_import()
+    rows.append(("import mlrepro (over a bare interpreter)", f"{seconds * 1000:.0f} ms",
+                 "< 150 ms", seconds < 0.15))
     with tempfile.TemporaryDirectory() as tmp:
         log = bench_logging(os.path.join(tmp, "a"), args.points)
         rows.append((f"log {args.points:,} points: caller thread", 
