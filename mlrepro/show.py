@@ -157,7 +157,8 @@ def run_text(manifest: dict, status: str, events: list[dict] | None = None,
         out.append("  (none)")
     for name in sorted(data):
         d = data[name] or {}
-        out.append(f"  {name}: {d.get('kind')} {d.get('source')} digest "
+        source = f" {d['source']}" if d.get("source") else ""
+        out.append(f"  {name}: {d.get('kind')}{source} digest "
                    f"{(d.get('digest') or '-')[:16]} size {d.get('size')}"
                    + (f" ({d['method']})" if d.get("method") else ""))
     arts = m.get("artifacts") or {}
