@@ -353,8 +353,7 @@ class Run:
                     store.write_batch([put])
                     files[rel] = {"digest": put.digest, "size": put.size}
             entry.update(kind="dir", files=files, size=sum(f["size"] for f in files.values()),
-                         tree=_digest_bytes(record.canonical_json(
-                             {k: v["digest"] for k, v in files.items()}).encode()))
+                         tree=record.tree_digest({k: v["digest"] for k, v in files.items()}))
         else:
             put = ObjectPut(path=path)
             store.write_batch([put])

@@ -21,7 +21,7 @@ from mlrepro.run import Run, start_run
 from mlrepro.store import STORE_ENV
 from mlrepro.writer import warn
 
-RUN_FILE = "mlrepro_run.json"  # in a model_dir and in a SavedModel's assets/ (see `mlrepro trace`)
+RUN_FILE = record.EMBEDDED_RUN_FILE  # in a model_dir and in a SavedModel's assets/ (see `mlrepro trace`)
 CHIEF, WORKER, EVALUATOR = "chief", "worker", "evaluator"
 
 _lock = threading.RLock()

@@ -16,7 +16,7 @@ from typing import Any
 from mlrepro import record
 from mlrepro._keras import flavour
 
-EMBEDDED_RUN_FILE = getattr(record, "EMBEDDED_RUN_FILE", "mlrepro_run.json")
+EMBEDDED_RUN_FILE = record.EMBEDDED_RUN_FILE
 KERAS_FILE = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
 FORMATS = ("keras", "saved_model")

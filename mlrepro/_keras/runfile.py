@@ -13,9 +13,10 @@ import socket
 import time
 from typing import Any
 
+from mlrepro.record import EMBEDDED_RUN_FILE
 from mlrepro.store.files import atomic_write_json
 
-RUN_FILE = "mlrepro_run.json"
+RUN_FILE = EMBEDDED_RUN_FILE  # beside the checkpoints; the same name as in exports
 RUNNING = "running"
 FINISHED = "finished"
 
