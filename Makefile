@@ -55,7 +55,9 @@ demo: $(STAMP)
 
 test: test-main test-estimator
 
+# The layer contracts (pyproject.toml, [tool.importlinter]) first: an import against them fails.
 test-main: $(STAMP) chromium
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q tests --ignore=tests/estimator
 
 test-estimator: $(STAMP_EST)

@@ -1,20 +1,22 @@
 """mlrepro: reproducible, portable TensorFlow training records.
 
 `import mlrepro` is light: it never imports TensorFlow, Keras or sagemaker.
-Integrations (`mlrepro.keras`, `mlrepro.estimator`) and `mlrepro.runtime` /
-`mlrepro.distribute` load on first attribute access.
+Integrations (`mlrepro.keras`, `mlrepro.estimator`) and `mlrepro.distribute`
+load on first attribute access. The package map is in the README's Development
+section; the layers and the direction of imports between them are checked by
+import-linter (`pyproject.toml`).
 """
 
 from __future__ import annotations
 
 import importlib
 
+from mlrepro.core import observers as _observers
+from mlrepro.core.run import Run, active_run, start_run
 from mlrepro.errors import (AmbiguousRunId, CheckFailed, CorruptRecord, MlreproError,
-                            RunNotFound, StoreError)
+                            MlreproWarning, RunNotFound, StoreError)
 from mlrepro.record import SCHEMA_VERSION
-from mlrepro.run import Run, active_run, start_run
 from mlrepro.store import Store, open_store
-from mlrepro.writer import MlreproWarning
 
 __version__ = "0.1.0"
 
@@ -23,6 +25,27 @@ __all__ = [
     "MlreproError", "RunNotFound", "AmbiguousRunId", "CorruptRecord", "StoreError",
     "CheckFailed", "MlreproWarning", "keras", "estimator", "runtime", "distribute",
 ]
+
+
+
+# The built-in observers every run that writes is offered, in this order: on SageMaker a
+# copy into the job's output when the run ends; with $MLREPRO_REMOTE a push to that remote
+# while it trains and at the end. They live in their own layers; only this package joins them,
+# and imports them when a run starts, so that `import mlrepro` stays light.
+def _job_output_export(run):
+    from mlrepro.core.job_export import observer_for
+
+    return observer_for(run)
+
+
+def _live_push(run):
+    from mlrepro.aws.live_push import observer_for
+
+    return observer_for(run)
+
+
+_observers.register_default(_job_output_export)
+_observers.register_default(_live_push)
 
 _LAZY = ("keras", "estimator", "runtime", "distribute")
 

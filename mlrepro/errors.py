@@ -1,6 +1,7 @@
 """Errors a user can cause, each a sentence that names the thing and the fix.
 
 Only `mlrepro.cli.main` turns these into exit codes; library code raises them.
+Problems inside tracking during training are `MlreproWarning`s instead (see `warn`).
 """
 
 
@@ -30,3 +31,14 @@ class CheckFailed(MlreproError):
     """A check the user asked for did not pass (e.g. a reproduction diverged)."""
 
     exit_code = 1
+
+
+class MlreproWarning(UserWarning):
+    """Tracking had a problem; training goes on."""
+
+
+def warn(message: str, *, stacklevel: int = 3) -> None:
+    """A tracking problem: a visible `MlreproWarning`, never an exception."""
+    import warnings
+
+    warnings.warn(message, MlreproWarning, stacklevel=stacklevel)

@@ -18,7 +18,7 @@ import time
 import pytest
 
 import mlrepro
-from mlrepro import _workers
+from mlrepro.runtime import workers as _workers
 from mlrepro.distribute import DEFAULT, MIRRORED, MULTI_WORKER, plan
 from mlrepro.runtime import detect
 from mlrepro.store.local import LocalStore

@@ -116,7 +116,7 @@ def test_a_two_instance_spot_job_arrives_field_by_field(sagemaker_env, moto, pro
     s3 = boto3.session.Session().client("s3")
     keys = {o["Key"][len(code_prefix) + 1:] for o in s3.list_objects_v2(
         Bucket=bucket, Prefix=code_prefix).get("Contents", [])}
-    assert {"train.py", "helper.py", "mlrepro/__init__.py", "mlrepro/launch.py"} <= keys
+    assert {"train.py", "helper.py", "mlrepro/__init__.py", "mlrepro/aws/launch.py"} <= keys
     assert not any("__pycache__" in k for k in keys)
     body = s3.get_object(Bucket=bucket, Key=f"{code_prefix}/helper.py")["Body"].read()
     assert body == (project / "helper.py").read_bytes()
@@ -262,7 +262,7 @@ def test_launch_mistakes_are_one_line_errors(project, capsys, monkeypatch):
 
 
 def test_importing_launch_stays_light():
-    code = ("import sys, mlrepro.launch, mlrepro.remote, mlrepro.store.s3;"
+    code = ("import sys, mlrepro.aws.launch, mlrepro.aws.remote, mlrepro.store.s3;"
             "print(sorted(m for m in ('sagemaker', 'boto3', 'tensorflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], env=child_env(), capture_output=True,
                          text=True, timeout=60).stdout

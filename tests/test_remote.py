@@ -66,7 +66,7 @@ def test_remotes_are_named_in_the_local_store(s3_env, store_dir, capsys):
     with open(os.path.join(store_dir, "remotes.json")) as fh:
         assert json.load(fh)["default"] == "backup"
     assert main(["remote", "remove", "backup"]) == 0
-    from mlrepro.remote import resolve_remote
+    from mlrepro.aws.remote import resolve_remote
 
     assert resolve_remote(LocalStore(store_dir)) == f"s3://{s3_env}/team"
     assert resolve_remote(LocalStore(store_dir), f"s3://{s3_env}/other") == f"s3://{s3_env}/other"
@@ -132,7 +132,7 @@ def test_sync_exchanges_runs_between_machines(s3_env, tmp_path, capsys, monkeypa
 
 
 def test_a_newer_copy_at_the_destination_is_left_alone(s3_env, store_dir, tmp_path):
-    from mlrepro.remote import pull, push
+    from mlrepro.aws.remote import pull, push
 
     run_id = _rich_run(store_dir, tmp_path)
     local, remote = LocalStore(store_dir), S3Store(f"s3://{s3_env}/team")

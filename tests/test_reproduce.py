@@ -108,8 +108,8 @@ def test_saved_files_are_compared_by_content_not_save_metadata():
 
 def test_recorded_command_keeps_its_arguments_but_refuses_redacted_secrets(tmp_path):
     from mlrepro.errors import MlreproError
-    from mlrepro.rebuild import Rebuilt
-    from mlrepro.reproduce import command_for
+    from mlrepro.analysis.rebuild import Rebuilt
+    from mlrepro.analysis.reproduce import command_for
 
     data = write_text_data(str(tmp_path / "data" / "d.txt"))
     rebuilt = Rebuilt(root=str(tmp_path / "src"), entry=str(tmp_path / "src" / "t.py"),
@@ -128,7 +128,7 @@ def test_recorded_command_keeps_its_arguments_but_refuses_redacted_secrets(tmp_p
 
 def test_data_recheck_says_missing_changed_or_unverifiable(tmp_path):
     from mlrepro.capture.data import fingerprint_array, fingerprint_files
-    from mlrepro.recheck import recheck_data
+    from mlrepro.analysis.recheck import recheck_data
 
     a = write_text_data(str(tmp_path / "a.txt"), "one\n")
     b = write_text_data(str(tmp_path / "b.txt"), "two\n")

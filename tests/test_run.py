@@ -12,6 +12,7 @@ import warnings
 import pytest
 
 import mlrepro
+from mlrepro.core.observers import RunObserver
 from mlrepro.store.local import LocalStore
 
 from conftest import child_env, remount_read_only, run_py, tmpfs
@@ -133,7 +134,7 @@ def test_finish_gives_up_within_its_time_limit_instead_of_hanging(store_dir):
         def write_batch(self, writes):
             time.sleep(30)
 
-    run.writer.store = Stuck()
+    run._writer.store = Stuck()
     run.log_metrics({"loss": 1.0}, step=0)
     start = time.time()
     assert run.finish(timeout=1.0) is False
@@ -165,7 +166,7 @@ def test_a_full_store_warns_and_spools_while_training_goes_on(tmp_path):
                     pass
             assert _train_like_loop(run, 5000) == sum(range(5000))
             assert run.finish(timeout=10)
-        assert run.writer.failed_over
+        assert run.spooled
         assert any("spooled" in str(w.message) for w in caught)
         spool = LocalStore(os.environ["MLREPRO_SPOOL"])
         assert run.id in spool.run_ids()
@@ -194,3 +195,61 @@ def test_a_read_only_store_warns_and_training_goes_on(tmp_path):
         assert any("spool" in str(w.message) for w in caught)
         spool = LocalStore(os.environ["MLREPRO_SPOOL"])
         assert spool.read_points(run.id).steps("loss") == list(range(500))
+
+
+_IMPORT_ORDER = """
+import sys
+{before}
+import mlrepro
+run = mlrepro.start_run(project="order", store=sys.argv[1])
+{after}
+run.log_metrics({{"loss": float(numpy.float32(0.5))}}, step=0)
+run.finish()
+print(run.id)
+"""
+
+
+def test_environment_fingerprint_does_not_depend_on_import_order(store_dir):
+    ids = []
+    for before, after in (("import numpy", ""), ("", "import numpy")):
+        proc = run_py(["-c", _IMPORT_ORDER.format(before=before, after=after), store_dir])
+        assert proc.returncode == 0, proc.stderr
+        ids.append(proc.stdout.split()[-1])
+    store = LocalStore(store_dir)
+    first, second = (store.read_manifest(i) for i in ids)
+    assert first["environment"]["frameworks"] == second["environment"]["frameworks"]
+    assert first["environment"]["frameworks"]["numpy"]  # recorded although imported later
+    assert first["fingerprints"]["environment"] == second["fingerprints"]["environment"]
+
+
+class _Recorder(RunObserver):
+    def __init__(self, fail_at=None):
+        self.calls, self.fail_at = [], fail_at
+
+    def started(self, run):
+        self.calls.append(("started", run.status))
+        if self.fail_at == "started":
+            raise RuntimeError("observer broke at start")
+
+    def finished(self, run):
+        self.calls.append(("finished", run.status))
+        if self.fail_at == "finished":
+            raise RuntimeError("observer broke at the end")
+
+
+def test_observers_see_start_and_end_and_cannot_break_the_run(store_dir):
+    ok, broken_start, broken_end = _Recorder(), _Recorder("started"), _Recorder("finished")
+    with pytest.warns(mlrepro.MlreproWarning) as caught:
+        with mlrepro.start_run(project="obs", store=store_dir) as run:
+            for observer in (ok, broken_start, broken_end):
+                run.add_observer(observer)
+            run.log_metrics({"loss": 1.0}, step=0)
+    assert ok.calls == [("started", "running"), ("finished", "finished")]
+    assert broken_start.calls == [("started", "running")]       # set aside after failing
+    assert broken_end.calls[-1] == ("finished", "finished")
+    messages = " ".join(str(w.message) for w in caught)
+    assert "observer broke at start" in messages and "observer broke at the end" in messages
+    m = LocalStore(store_dir).read_manifest(run.id)
+    assert m["status"] == "finished" and m["metrics_summary"]["loss"]["count"] == 1
+    events = LocalStore(store_dir).read_events(run.id)
+    assert any("observer broke at start" in e.get("message", "") for e in events)

@@ -19,7 +19,8 @@ import time
 import pytest
 
 import mlrepro
-from mlrepro import _cluster, _tfconfig
+from mlrepro.runtime import cluster as _cluster
+from mlrepro.runtime import tfconfig as _tfconfig
 from mlrepro import runtime as runtime_mod
 from mlrepro.runtime import detect, parse_argv
 from mlrepro.store.local import LocalStore

@@ -13,7 +13,7 @@ import pytest
 
 import mlrepro
 from mlrepro.errors import StoreError
-from mlrepro.remote import push
+from mlrepro.aws.remote import push
 from mlrepro.store.local import LocalStore
 from mlrepro.store.s3 import S3Store, parse_s3_uri
 
@@ -153,7 +153,7 @@ def test_two_machines_pushing_different_runs_at_once(s3_env, tmp_path):
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
     fresh = LocalStore(str(tmp_path / "fresh"))
-    from mlrepro.remote import pull
+    from mlrepro.aws.remote import pull
 
     pulled = pull(fresh, S3Store(uri))
     assert not pulled.problems and len(pulled.copied.runs) == 2

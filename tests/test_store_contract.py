@@ -179,3 +179,26 @@ def test_copying_a_run_in_and_out_preserves_every_byte(store, tmp_path):
     assert sorted(back.iter_objects()) == sorted(source.iter_objects())
     for digest in source.iter_objects():
         assert back.read_object(digest) == source.read_object(digest)
+
+
+def test_param_filters_follow_one_rule_in_every_store(store):
+    recorded = {"num": 0.1, "text": "0.1", "one": 1, "true": True, "null": None, "list": [1, 2],
+                "dict": {"b": 1, "a": 2}, "missing": "<none>"}
+    ids = _ids(len(recorded))
+    writes = []
+    for i, (run_id, (label, value)) in enumerate(zip(ids, recorded.items())):
+        params = {"label": label} if value == "<none>" else {"label": label, "lr": value}
+        writes.append(ManifestWrite(run_id, _manifest(run_id, start=1000.0 + i, params=params)))
+    store.write_batch(writes)
+
+    def listed(want):
+        return {m["params"]["label"] for m in store.list_runs(params={"lr": want})}
+
+    assert listed(0.1) == {"num"}                     # a number never matches its text
+    assert listed("0.1") == {"text"}
+    assert listed(1) == {"one", "true"} == listed(1.0)  # a bool counts as 0/1
+    assert listed(True) == {"one", "true"}
+    assert listed(None) == {"null"}                   # null, not a missing param
+    assert listed([1, 2]) == {"list"} and listed([2, 1]) == set()
+    assert listed({"a": 2, "b": 1}) == {"dict"}
+    assert listed("nope") == set()

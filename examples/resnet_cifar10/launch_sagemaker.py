@@ -13,7 +13,7 @@ channel's path from `mlrepro.runtime`, records its run into the checkpoint
 directory (synced to S3, so a spot restart continues the same run) and into the
 job output, and saves the model into SM_MODEL_DIR. `--dry-run` prints the exact
 CreateTrainingJob request and sends nothing. A thin script over
-`mlrepro.launch` (the `mlrepro launch` command does the same for any script).
+`mlrepro.aws.launch` (the `mlrepro launch` command does the same for any script).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     """Build the job from the flags and launch it (or print it with --dry-run)."""
     launcher_argv, train_argv = split_argv(list(sys.argv[1:] if argv is None else argv))
     args = parser().parse_args(launcher_argv)
-    from mlrepro import launch
+    from mlrepro.aws import launch
     from mlrepro.errors import MlreproError
 
     hps = hyperparameters(train_argv, channel=bool(args.training))

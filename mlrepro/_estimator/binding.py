@@ -15,11 +15,11 @@ import os
 import threading
 from typing import Any, Mapping
 
-from mlrepro import record
-from mlrepro.errors import MlreproError
-from mlrepro.run import Run, start_run
-from mlrepro.store import STORE_ENV
-from mlrepro.writer import warn
+from mlrepro import env, record
+from mlrepro import runtime as runtime_mod
+from mlrepro.capture.redact import redact
+from mlrepro.core.run import Run, start_run
+from mlrepro.errors import MlreproError, warn
 
 RUN_FILE = record.EMBEDDED_RUN_FILE  # in a model_dir and in a SavedModel's assets/ (see `mlrepro trace`)
 CHIEF, WORKER, EVALUATOR = "chief", "worker", "evaluator"
@@ -63,7 +63,7 @@ def read_pointer(model_dir: str) -> dict | None:
 def pointer_for(run: Run) -> dict:
     """What a model_dir or a SavedModel keeps to name its run."""
     return {"run_id": run.id, "project": run.project,
-            "store": getattr(run.store, "uri", None) if run.store is not None else None}
+            "store": run.store.uri if run.store is not None else None}
 
 
 def write_pointer(directory: str, data: Mapping) -> bool:
@@ -104,26 +104,22 @@ def role_of(config: Any) -> str:
 
 def _runtime():
     try:
-        from mlrepro import runtime as runtime_mod
-
-        return runtime_mod, runtime_mod.detect()
+        return runtime_mod.detect()
     except Exception:  # noqa: BLE001 - runtime detection is descriptive only
-        return None, None
+        return None
 
 
-def _store_for(store, pointer: Mapping | None, runtime_mod, rt):
+def _store_for(store, pointer: Mapping | None, rt):
     """Explicit store > $MLREPRO_STORE > the store of the model_dir's run > runtime default."""
-    if store is not None or os.environ.get(STORE_ENV):
+    if store is not None or env.STORE.is_set():
         return store
     recorded = (pointer or {}).get("store")
     if recorded and ("://" in recorded or os.path.isdir(recorded)):
         return recorded  # not a path of another machine that does not exist here
-    if runtime_mod is not None and hasattr(runtime_mod, "default_store"):
-        try:
-            return runtime_mod.default_store(rt)
-        except Exception:  # noqa: BLE001
-            return None
-    return None
+    try:
+        return runtime_mod.default_store(rt)
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def bind(model_dir: str, *, project: str | None, store=None, name: str | None = None,
@@ -162,8 +158,8 @@ def bind(model_dir: str, *, project: str | None, store=None, name: str | None = 
                 "with a model_fn from mlrepro.estimator.wrap_model_fn, or pass project=... to "
                 "record this export in a new run")
         project = project or (pointer or {}).get("project")
-        runtime_mod, rt = _runtime()
-        chosen_store = _store_for(store, pointer, runtime_mod, rt)
+        rt = _runtime()
+        chosen_store = _store_for(store, pointer, rt)
         write = None if role in (CHIEF, EVALUATOR) else False
         if role == EVALUATOR:
             parent = {"kind": "evaluation-of", "run": pointer["run_id"]} if pointer else None
@@ -182,13 +178,7 @@ def bind(model_dir: str, *, project: str | None, store=None, name: str | None = 
                 _pointer_written.add(key)
         elif pointer is not None and role == CHIEF:
             _pointer_written.add(key)
-        if run.writes and runtime_mod is not None and hasattr(runtime_mod, "export_run_on_finish"):
-            try:
-                runtime_mod.export_run_on_finish(run, rt)
-            except Exception as exc:  # noqa: BLE001
-                warn(f"mlrepro cannot arrange the run's export to the job output ({exc!r})")
-        run.set_section("estimator", {**(run.manifest.get("estimator") or {}),
-                                      "model_dir": str(model_dir), "role": role})
+        run.update_section("estimator", model_dir=str(model_dir), role=role)
         run.event("estimator_bound", model_dir=str(model_dir), role=role,
                   continued=pointer is not None and role != EVALUATOR)
         _live[cache_key] = run
@@ -247,14 +237,12 @@ def _op_determinism() -> bool:
 
         return bool(tf_config.is_op_determinism_enabled())
     except Exception:  # noqa: BLE001
-        return os.environ.get("TF_DETERMINISTIC_OPS", "") in ("1", "true")
+        return env.truthy(os.environ.get("TF_DETERMINISTIC_OPS"))
 
 
 def _note_changed_params(run: Run, params: Mapping) -> None:
-    from mlrepro.capture.redact import redact
-
     new = redact(record.jsonable(dict(params)))
-    old = run.manifest.get("params") or {}
+    old = run.section("params") or {}
     changed = sorted(k for k, v in new.items() if k in old and old[k] != v)
     if changed:
         run.warn(f"params {', '.join(changed)} differ from those run {run.id} recorded before; "

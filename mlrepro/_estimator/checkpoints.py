@@ -76,7 +76,7 @@ class CheckpointRecorder:
         """Record checkpoints not yet in the run (the newest only, in mode "final")."""
         if self.mode == "none" or (self.mode == "final" and not final):
             return
-        if self.run.writer is None:
+        if not self.run.writes:
             return
         if not self.local:
             if not self._warned:
@@ -121,9 +121,4 @@ class CheckpointRecorder:
         self.run.log_artifact(staging, name=name, meta={
             "step": checkpoint_step(prefix), "format": "tf-checkpoint", "prefix": base})
         self.run.event("checkpoint", name=name, step=checkpoint_step(prefix))
-        self.run.writer.submit(lambda: _remove(staging))
-
-
-def _remove(path: str) -> list:
-    shutil.rmtree(path, ignore_errors=True)
-    return []
+        self.run.after_writes(lambda: shutil.rmtree(staging, ignore_errors=True))

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from mlrepro._estimator import binding
 from mlrepro._estimator.checkpoints import checkpoint_step
 from mlrepro._estimator.framework import load_tf
-from mlrepro.errors import MlreproError
+from mlrepro.errors import MlreproError, warn
 
 ARTIFACT_NAME = "saved_model"
 ASSETS_DIR = "assets"
@@ -90,8 +90,6 @@ def recorded_exporter(exporter, *, project: str | None = None, store=None):
                 except MlreproError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - tracking never fails an export
-                    from mlrepro.writer import warn
-
                     warn(f"mlrepro could not record the export {path!r} ({exc!r})")
             return path
 

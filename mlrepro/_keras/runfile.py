@@ -15,6 +15,7 @@ from typing import Any
 
 from mlrepro.record import EMBEDDED_RUN_FILE
 from mlrepro.store.files import atomic_write_json
+from mlrepro.store.local import pid_alive
 
 RUN_FILE = EMBEDDED_RUN_FILE  # beside the checkpoints; the same name as in exports
 RUNNING = "running"
@@ -57,6 +58,4 @@ def held_by_live_process(info: dict | None) -> bool:
     pid = info.get("pid")
     if not isinstance(pid, int) or pid == os.getpid():
         return False
-    from mlrepro.store.local import pid_alive
-
     return pid_alive(pid)

@@ -15,6 +15,8 @@ import os
 import time
 from typing import Any
 
+from mlrepro.core.observers import RunObserver
+
 TENSORBOARD_DIR = "tensorboard"
 
 
@@ -23,8 +25,12 @@ def available() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
-class EventWriter:
-    """One run's TensorBoard event file (a new file per attempt, like TensorBoard's own)."""
+class EventWriter(RunObserver):
+    """One run's TensorBoard event file (a new file per attempt, like TensorBoard's own).
+
+    A run observer: when the run ends before `fit` does (a signal, an exception), the
+    event file is closed with it.
+    """
 
     def __init__(self, logdir: str):
         from tensorboard.compat.proto import event_pb2, summary_pb2
@@ -66,6 +72,12 @@ class EventWriter:
             self._writer.close()
         except Exception:  # noqa: BLE001
             pass
+
+    def finished(self, run: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"the TensorBoard event file in {self.logdir}"
 
 
 def logdir_for(run: Any) -> str | None:

@@ -13,15 +13,15 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable
 
-CACHE_ENV = "MLREPRO_CACHE"
+from mlrepro import env
+
 _CHUNK = 4 << 20
 MAX_RECORDED_PATHS = 100
 _lock = threading.Lock()
 
 
 def cache_path(environ=None) -> str:
-    environ = os.environ if environ is None else environ
-    base = environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "mlrepro")
+    base = env.CACHE.get(environ) or os.path.join(os.path.expanduser("~"), ".cache", "mlrepro")
     return os.path.join(base, "file-digests.sqlite")
 
 

@@ -121,12 +121,50 @@ def _gpus() -> list[dict]:
     return gpus
 
 
-def _frameworks() -> dict:
-    """Versions of the frameworks already imported (never imports one itself)."""
+# Frameworks by import name, with the distributions that install each (the first found wins).
+FRAMEWORKS = {
+    "tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tensorflow-macos",
+                   "tensorflow-intel"),
+    "keras": ("keras",), "tf_keras": ("tf-keras",), "jax": ("jax",), "torch": ("torch",),
+    "numpy": ("numpy",), "horovod": ("horovod",),
+}
+
+
+def _installed_version(distributions, packages: dict | None) -> str | None:
+    for dist in distributions:
+        if packages:
+            if dist in packages:
+                return packages[dist].split(" @ ", 1)[0]
+            continue
+        from importlib import metadata
+
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _frameworks(packages: dict | None = None) -> dict:
+    """Versions of the installed frameworks, imported or not (never imports one).
+
+    What only an imported framework can say (TensorFlow's CUDA build, the Keras
+    backend) is added by `framework_details`, once the framework is imported.
+    """
+    out: dict = {}
+    for name, distributions in FRAMEWORKS.items():
+        version = _installed_version(distributions, packages)
+        if version is not None:
+            out[name] = version
+    out.update(framework_details())
+    return out
+
+
+def framework_details() -> dict:
+    """What the frameworks imported so far say about themselves (CUDA build, Keras backend)."""
     out: dict = {}
     tf = sys.modules.get("tensorflow")
     if tf is not None:
-        out["tensorflow"] = getattr(tf, "__version__", None)
         try:
             build = tf.sysconfig.get_build_info()
             out["cuda"] = build.get("cuda_version")
@@ -134,10 +172,6 @@ def _frameworks() -> dict:
             out["tf_built_with_cuda"] = bool(build.get("is_cuda_build"))
         except Exception:  # noqa: BLE001
             pass
-    for name in ("keras", "tf_keras", "jax", "torch", "numpy", "horovod"):
-        mod = sys.modules.get(name)
-        if mod is not None:
-            out[name] = getattr(mod, "__version__", None)
     keras = sys.modules.get("keras")
     if keras is not None:
         try:
@@ -152,6 +186,7 @@ def capture_environment(environ=None, *, include_packages: bool = True) -> dict:
     environ = os.environ if environ is None else environ
     uname = platform.uname()
     gpus = _gpus()
+    packages = _packages() if include_packages else {}
     return {
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
@@ -165,14 +200,22 @@ def capture_environment(environ=None, *, include_packages: bool = True) -> dict:
         "memory_bytes": _memory_bytes(),
         "gpus": gpus,
         "accelerators": [g["name"] for g in gpus] or ["cpu"],
-        "frameworks": _frameworks(),
-        "packages": _packages() if include_packages else {},
+        "frameworks": _frameworks(packages),
+        "packages": packages,
         "variables": redact_environ(environ, ENV_PREFIXES, ENV_NAMES),
     }
 
 
-def refresh_frameworks(env: dict) -> dict:
-    """Update framework versions (called again once training has imported them)."""
-    env = dict(env)
-    env["frameworks"] = {**env.get("frameworks", {}), **_frameworks()}
-    return env
+def refresh_frameworks(env: dict) -> dict | None:
+    """`env` with the details of frameworks imported since it was captured, or None if none.
+
+    A run calls this as it writes its record, so a framework imported after
+    `start_run` (the usual order in a script) is described like one imported before.
+    """
+    frameworks = env.get("frameworks")
+    if not isinstance(frameworks, dict):
+        return None
+    details = framework_details()
+    if all(frameworks.get(k) == v for k, v in details.items()):
+        return None
+    return {**env, "frameworks": {**frameworks, **details}}

@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 from mlrepro.compare.curves import summarize_series
 from mlrepro.compare.sections import OPERATIONAL_VARIABLES, same_value
 from mlrepro.compare.svg import color, dash, line_chart
-from mlrepro.show import duration, number, when
+from mlrepro.compare.text import duration, number, when
 
 MISSING = "—"
 

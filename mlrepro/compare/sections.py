@@ -69,7 +69,7 @@ def diff_code(a: Mapping, b: Mapping) -> dict:
     """Commit, branch, patch and entry point of two `code` sections.
 
     The commit range and the unified source diff need a repository and the stored
-    patches; `mlrepro.diff` adds them as `commits` and `unified_diff`.
+    patches; `mlrepro.analysis.diff` adds them as `commits` and `unified_diff`.
     """
     a, b = dict(a or {}), dict(b or {})
     out = {

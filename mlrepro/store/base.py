@@ -1,18 +1,25 @@
 """The one store contract that the local store and the S3 remote both honour.
 
-A store receives batches of writes (`write_batch`, the one required method) and
-answers reads about runs. Stores are synchronous; threads live in
-`mlrepro.writer`, which wraps any store.
+A store receives batches of writes (`write_batch`, the one required write) and
+answers reads about runs and objects. Stores are synchronous; threads live in
+`mlrepro.core.writer`, which wraps any store. Which runs a listing keeps is
+`mlrepro.store.query`'s one rule.
 """
 
 from __future__ import annotations
 
 import abc
+import json
+import shutil
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Union
+from typing import BinaryIO, Iterable, Iterator, Union
 
-from mlrepro.errors import AmbiguousRunId, RunNotFound
-from mlrepro.record import Points, matches_prefix
+from mlrepro import record
+from mlrepro.errors import AmbiguousRunId, CorruptRecord, RunNotFound
+from mlrepro.record import Points, decode_points, matches_prefix
+from mlrepro.store.query import RunQuery
+
+_CHUNK = 1 << 20
 
 
 @dataclass
@@ -62,53 +69,132 @@ Write = Union[ManifestWrite, MetricsAppend, EventsAppend, ObjectPut, RunFilePut]
 
 
 class Store(abc.ABC):
-    """Where run records live. Subclasses implement `write_batch` and the readers."""
+    """Where run records live: the whole contract every store honours.
+
+    Required: `write_batch` (the one write), `run_ids`, `read_manifest`,
+    `has_object` and `open_object`. Everything else has a base implementation
+    (built on those and on `read_run_file`), or raises `NotImplementedError` where a
+    kind of store cannot do it (a remote has no run directory on this machine).
+    Callers use these methods and never probe a store for others.
+    """
 
     uri: str = ""
+    root: str | None = None
+    """The store's directory on this machine (local stores), or None."""
 
+    # -- writing --------------------------------------------------------------
     @abc.abstractmethod
     def write_batch(self, writes: list[Write]) -> None:
-        """Apply the writes in order; raise OSError/StoreError when the store cannot take them."""
+        """Apply the writes in order.
 
-    # -- runs ---------------------------------------------------------------
+        Args:
+            writes: manifests, metric points, events, objects and whole run files.
+
+        Raises:
+            OSError or StoreError when the store cannot take them (the writer retries,
+            then fails over to the spool).
+        """
+
     def claim_run_id(self, run_id: str) -> bool:
-        """Reserve a run id; False if it exists already. Default: always free."""
+        """Reserve a run id atomically. Returns False when it exists already."""
         return True
 
+    def delete_run(self, run_id: str) -> None:
+        """Remove a run's directory (its objects stay: other runs may name them)."""
+        raise NotImplementedError(f"{self.uri} cannot delete runs")
+
+    # -- runs -------------------------------------------------------------------
     @abc.abstractmethod
     def run_ids(self) -> list[str]:
-        """Every run id in the store (unordered)."""
+        """Every run id in the store, unordered (runs mid-copy may be missing)."""
 
     @abc.abstractmethod
     def read_manifest(self, run_id: str) -> dict:
-        """The manifest; raise CorruptRecord if unreadable, RunNotFound if absent."""
+        """A run's manifest.
 
-    def list_run_files(self, run_id: str) -> list[str]:
-        """Names of the files in a run's directory (run.json included)."""
-        return []
+        Raises:
+            RunNotFound when there is no such run; CorruptRecord when it cannot be read.
+        """
 
     def read_run_file(self, run_id: str, name: str) -> bytes:
-        raise NotImplementedError
+        """The bytes of one file of a run (`run.json`, `metrics.bin`, ...).
+
+        Raises:
+            FileNotFoundError when the run has no such file.
+        """
+        raise NotImplementedError(f"{self.uri} cannot read a run's files")
+
+    def list_run_files(self, run_id: str) -> list[str]:
+        """Names of the files of a run (relative, `/`-separated, `run.json` included)."""
+        raise NotImplementedError(f"{self.uri} cannot list a run's files")
+
+    def run_dir(self, run_id: str) -> str | None:
+        """The run's directory on this machine, or None for a store that has none."""
+        return None
 
     def read_points(self, run_id: str) -> Points:
-        return Points()
+        """The run's metric points (a torn tail ignored; later attempts supersede)."""
+        try:
+            names_raw = self.read_run_file(run_id, record.METRIC_NAMES_FILE)
+            blob = self.read_run_file(run_id, record.METRICS_FILE)
+        except FileNotFoundError:
+            return Points()
+        names = []
+        for line in names_raw.decode("utf-8", "replace").split("\n")[:-1]:
+            try:
+                names.append(json.loads(line))
+            except ValueError:
+                names.append(line)
+        return decode_points(blob, names)
 
     def read_events(self, run_id: str) -> list[dict]:
-        return []
-
-    def list_runs(self, **filters) -> list[dict]:
-        """Manifests of all readable runs, newest first (filters are store-specific)."""
+        """The run's events in order (a torn last line skipped)."""
+        try:
+            raw = self.read_run_file(run_id, record.EVENTS_FILE)
+        except FileNotFoundError:
+            return []
         out = []
-        for run_id in self.run_ids():
+        for line in raw.decode("utf-8", "replace").splitlines():
             try:
-                out.append(self.read_manifest(run_id))
-            except Exception:  # noqa: BLE001 - listing reports the rest
-                continue
-        out.sort(key=lambda m: m.get("start_time") or 0, reverse=True)
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # a torn last line after SIGKILL
         return out
 
+    def effective_status(self, manifest: dict) -> str:
+        """The status a person should see: a `running` run whose heartbeat stopped is crashed."""
+        return record.effective_status(manifest)
+
+    def read_manifests(self, run_ids: Iterable[str]) -> list[dict]:
+        """The readable manifests of these runs (unreadable ones are left out)."""
+        out = []
+        for run_id in run_ids:
+            try:
+                out.append(self.read_manifest(run_id))
+            except (RunNotFound, CorruptRecord):
+                continue
+        return out
+
+    def list_runs(self, query: RunQuery | None = None, **filters) -> list[dict]:
+        """Manifests of the readable runs that `query` keeps, each with its effective status.
+
+        Args:
+            query: a `RunQuery`, or its fields as keywords (project=, status=, params=,
+                fingerprint=, sort_metric=, descending=).
+
+        Returns:
+            Manifests (possibly partial: the local index keeps the listed fields),
+            newest first unless the query sorts by a metric.
+        """
+        query = query or RunQuery(**filters)
+        return query.select(self.read_manifests(self.run_ids()), self.effective_status)
+
     def resolve(self, prefix: str) -> str:
-        """The one run id that `prefix` names, like a git hash prefix."""
+        """The one run id that `prefix` names, like a git hash prefix.
+
+        Raises:
+            RunNotFound or AmbiguousRunId, each naming the fix.
+        """
         prefix = prefix.strip()
         ids = self.run_ids()
         if prefix in ids:
@@ -123,23 +209,47 @@ class Store(abc.ABC):
                                  "give more characters of the id")
         return hits[0]
 
-    # -- objects ------------------------------------------------------------
+    def rebuild_index(self) -> tuple[int, list[tuple[str, str]]]:
+        """Re-read every manifest into the store's index.
+
+        Returns:
+            (runs indexed, [(run id, why it could not be read)]).
+        """
+        raise NotImplementedError(f"{self.uri} has no index to rebuild")
+
+    # -- objects --------------------------------------------------------------
     @abc.abstractmethod
-    def has_object(self, digest: str) -> bool: ...
+    def has_object(self, digest: str) -> bool:
+        """Whether the object with this sha256 (hex) is stored."""
 
     @abc.abstractmethod
-    def open_object(self, digest: str):
-        """A binary file object with the object's bytes."""
+    def open_object(self, digest: str) -> BinaryIO:
+        """A binary file object with the object's bytes.
+
+        Raises:
+            StoreError when the object is missing (naming how to get it back).
+        """
 
     def read_object(self, digest: str) -> bytes:
+        """The object's bytes, in memory (for small objects: patches, sources, JSON)."""
         with self.open_object(digest) as fh:
             return fh.read()
 
+    def local_object_path(self, digest: str) -> str | None:
+        """The object's file on this machine, when the store keeps one (else None)."""
+        return None
+
+    def download_object(self, digest: str, path: str) -> None:
+        """Write the object to the file `path` without holding it in memory."""
+        with self.open_object(digest) as src, open(path, "wb") as dst:
+            shutil.copyfileobj(src, dst, _CHUNK)
+
     def iter_objects(self) -> Iterator[str]:
-        return iter(())
+        """Every object digest in the store."""
+        raise NotImplementedError(f"{self.uri} cannot list its objects")
 
     def close(self) -> None:
-        pass
+        """Release connections and caches; the store may be opened again later."""
 
 
 def objects_of(manifest: dict) -> Iterable[str]:

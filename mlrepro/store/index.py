@@ -12,6 +12,8 @@ import sqlite3
 import threading
 from typing import Iterable
 
+from mlrepro.store.query import RunQuery, param_matches, param_sql, sql_can_express
+
 INDEX_VERSION = 1
 
 _COLUMNS = ("id", "project", "name", "status", "start_time", "end_time", "heartbeat",
@@ -131,41 +133,31 @@ class Index:
         with self._lock:
             return [r[0] for r in self._connect().execute("SELECT id FROM runs")]
 
-    def query(self, *, project: str | None = None, params: dict | None = None,
-              fingerprint: str | None = None, sort_metric: str | None = None,
-              descending: bool = False) -> list[dict]:
-        """Rows as partial manifests; status filtering happens above (crash detection)."""
+    def query(self, query: RunQuery) -> list[dict]:
+        """Rows as partial manifests, filtered and sorted by `query` (status is left to the
+        caller: it depends on whether the writer is alive, which the index cannot know)."""
         where, args = [], []
-        if project is not None:
+        if query.project is not None:
             where.append("project = ?")
-            args.append(project)
-        if fingerprint is not None:
+            args.append(query.project)
+        if query.fingerprint is not None:
             where.append("fingerprint = ?")
-            args.append(fingerprint)
-        for key, value in (params or {}).items():
-            path = '$."' + key.replace('"', '""') + '"'
-            if isinstance(value, bool):
-                where.append("json_extract(params, ?) = ?")
-                args += [path, 1 if value else 0]
-            elif isinstance(value, (int, float)):
-                where.append("CAST(json_extract(params, ?) AS REAL) = ?")
-                args += [path, float(value)]
-            elif value is None:
-                where.append("json_type(params, ?) = 'null'")
-                args.append(path)
-            elif isinstance(value, str):
-                where.append("json_extract(params, ?) = ?")
-                args += [path, value]
-            else:
-                where.append("json(json_extract(params, ?)) = json(?)")
-                args += [path, json.dumps(value)]
+            args.append(query.fingerprint)
+        in_python = {}
+        for key, value in (query.params or {}).items():
+            if not sql_can_express(key):
+                in_python[key] = value          # filtered below, by the same rule
+                continue
+            condition, values = param_sql("params", key, value)
+            where.append(condition)
+            args += values
         sql = f"SELECT {','.join(_COLUMNS)} FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        if sort_metric:
-            path = '$."' + sort_metric.replace('"', '""') + '".last'
+        if query.sort_metric and sql_can_express(query.sort_metric):
+            path = '$."' + query.sort_metric + '".last'
             sql += (" ORDER BY json_extract(summary, ?) IS NULL, json_extract(summary, ?) "
-                    + ("DESC" if descending else "ASC") + ", start_time DESC")
+                    + ("DESC" if query.descending else "ASC") + ", start_time DESC")
             args += [path, path]
         else:
             sql += " ORDER BY start_time DESC"
@@ -183,6 +175,11 @@ class Index:
                         "writer": {"host": r[7], "pid": r[8]}, "fingerprint": r[9],
                         "params": params, "tags": tags, "metrics_summary": summary,
                         "parent": parent})
+        if in_python:
+            out = [m for m in out
+                   if all(param_matches(m["params"], k, v) for k, v in in_python.items())]
+        if query.sort_metric and not sql_can_express(query.sort_metric):
+            out = query.sort(out)
         return out
 
     def close(self) -> None:

@@ -23,12 +23,13 @@ import threading
 from typing import Iterator
 
 from mlrepro import record
-from mlrepro.errors import CorruptRecord, RunNotFound, StoreError
-from mlrepro.record import Points, decode_points, encode_points
+from mlrepro.errors import CorruptRecord, RunNotFound, StoreError, warn
+from mlrepro.record import encode_points
 from mlrepro.store.base import (EventsAppend, ManifestWrite, MetricsAppend, ObjectPut, RunFilePut,
                                 Store, Write)
 from mlrepro.store.files import append_bytes, atomic_write_bytes, atomic_write_json
 from mlrepro.store.index import Index
+from mlrepro.store.query import RunQuery
 
 _CHUNK = 1 << 20
 
@@ -56,7 +57,7 @@ class LocalStore(Store):
     """A store in a directory; safe for several processes writing different runs at once."""
 
     def __init__(self, root: str):
-        self.root = os.path.abspath(os.path.expanduser(root))
+        self.root: str = os.path.abspath(os.path.expanduser(root))
         self.uri = self.root
         self.index = Index(os.path.join(self.root, record.INDEX_FILE))
         self._names: dict[str, dict[str, int]] = {}
@@ -65,10 +66,16 @@ class LocalStore(Store):
 
     # -- paths ----------------------------------------------------------------
     def run_dir(self, run_id: str) -> str:
+        """The run's directory, `<root>/runs/<id>`."""
         return os.path.join(self.root, record.RUNS_DIR, run_id)
 
     def object_path(self, digest: str) -> str:
+        """Where the object with this digest lives (or would live) in the store."""
         return os.path.join(self.root, record.OBJECTS_DIR, digest[:2], digest[2:])
+
+    def local_object_path(self, digest: str) -> str | None:
+        path = self.object_path(digest)
+        return path if os.path.exists(path) else None
 
     def _ensure_root(self) -> None:
         os.makedirs(os.path.join(self.root, record.RUNS_DIR), exist_ok=True)
@@ -238,36 +245,6 @@ class LocalStore(Store):
         with open(os.path.join(self.run_dir(run_id), name), "rb") as fh:
             return fh.read()
 
-    def read_points(self, run_id: str) -> Points:
-        directory = self.run_dir(run_id)
-        try:
-            with open(os.path.join(directory, record.METRIC_NAMES_FILE), encoding="utf-8") as fh:
-                names = []
-                for line in fh.read().split("\n")[:-1]:
-                    try:
-                        names.append(json.loads(line))
-                    except ValueError:
-                        names.append(line)
-            with open(os.path.join(directory, record.METRICS_FILE), "rb") as fh:
-                blob = fh.read()
-        except FileNotFoundError:
-            return Points()
-        return decode_points(blob, names)
-
-    def read_events(self, run_id: str) -> list[dict]:
-        out = []
-        try:
-            with open(os.path.join(self.run_dir(run_id), record.EVENTS_FILE),
-                      encoding="utf-8", errors="replace") as fh:
-                for line in fh:
-                    try:
-                        out.append(json.loads(line))
-                    except ValueError:
-                        continue  # a torn last line after SIGKILL
-        except FileNotFoundError:
-            pass
-        return out
-
     def effective_status(self, manifest: dict) -> str:
         return record.effective_status(manifest, this_host=self.host, pid_alive=pid_alive)
 
@@ -292,33 +269,26 @@ class LocalStore(Store):
                              "make the store writable and run `mlrepro index --rebuild`")
         return len(good), bad
 
-    def list_runs(self, *, project=None, status=None, params=None, fingerprint=None,
-                  sort_metric=None, descending=False) -> list[dict]:
+    def list_runs(self, query: RunQuery | None = None, **filters) -> list[dict]:
+        """The index answers the query (rebuilt first if it is missing or unreadable)."""
+        query = query or RunQuery(**filters)
         if not os.path.isdir(os.path.join(self.root, record.RUNS_DIR)):
             return []
         if not self.index.exists():
             self.rebuild_index()
-        query = dict(project=project, params=params, fingerprint=fingerprint,
-                     sort_metric=sort_metric, descending=descending)
         try:
-            rows = self.index.query(**query)
+            rows = self.index.query(query)
         except sqlite3.DatabaseError as exc:
             if "not a database" not in str(exc) and "malformed" not in str(exc):
                 raise
-            import warnings
-
-            from mlrepro.writer import MlreproWarning
-
-            warnings.warn(f"the index {self.index.path} was unreadable ({exc}); rebuilt it from "
-                          "the run manifests", MlreproWarning, stacklevel=2)
+            warn(f"the index {self.index.path} was unreadable ({exc}); rebuilt it from "
+                 "the run manifests")
             self.rebuild_index()
-            rows = self.index.query(**query)
+            rows = self.index.query(query)
+        wanted = query.statuses()
         for row in rows:
             row["status"] = self.effective_status(row)
-        if status:
-            wanted = {status} if isinstance(status, str) else set(status)
-            rows = [r for r in rows if r["status"] in wanted]
-        return rows
+        return [r for r in rows if wanted is None or r["status"] in wanted]
 
     def has_object(self, digest: str) -> bool:
         return os.path.exists(self.object_path(digest))

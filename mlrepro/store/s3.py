@@ -18,16 +18,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import re
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
-from mlrepro import record
+from mlrepro import env, record
 from mlrepro.errors import CorruptRecord, RunNotFound, StoreError
-from mlrepro.record import Points, decode_points, encode_points
+from mlrepro.record import encode_points
 from mlrepro.store.base import (EventsAppend, ManifestWrite, MetricsAppend, ObjectPut, RunFilePut,
                                 Store, Write)
 
@@ -36,7 +35,6 @@ PUSH_SECTION = "push"               # manifest section a live push writes: {"rem
 CLAIM_FILE = ".claim"               # hidden marker that reserves a run id (conditional PUT)
 SINGLE_PUT_LIMIT = 64 << 20         # larger objects go up in parts (s3transfer)
 SPOOL_LIMIT = 64 << 20              # objects read back larger than this spill to a temp file
-RETRIES_ENV = "MLREPRO_S3_RETRIES"  # attempts per request (boto3 "standard" retry mode)
 CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 60
 _CHUNK = 1 << 20
@@ -314,33 +312,6 @@ class S3Store(Store):
         name = record.ensure_safe_name(name, "run file name")
         return self._get(self.run_key(run_id, name))
 
-    def read_points(self, run_id: str) -> Points:
-        try:
-            names_raw = self._get(self.run_key(run_id, record.METRIC_NAMES_FILE))
-            blob = self._get(self.run_key(run_id, record.METRICS_FILE))
-        except FileNotFoundError:
-            return Points()
-        names = []
-        for line in names_raw.decode("utf-8", "replace").split("\n")[:-1]:
-            try:
-                names.append(json.loads(line))
-            except ValueError:
-                names.append(line)
-        return decode_points(blob, names)
-
-    def read_events(self, run_id: str) -> list[dict]:
-        try:
-            raw = self._get(self.run_key(run_id, record.EVENTS_FILE))
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in raw.decode("utf-8", "replace").splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-        return out
-
     def effective_status(self, manifest: dict) -> str:
         """A `running` run reads as crashed once its copy here is older than its pushes allow.
 
@@ -353,11 +324,8 @@ class S3Store(Store):
             stale = max(stale, 2 * float(interval) + 60)
         return record.effective_status(manifest, stale_after=stale)
 
-    def list_runs(self, *, project=None, status=None, params=None, fingerprint=None,
-                  sort_metric=None, descending=False) -> list[dict]:
-        """Every manifest, read in parallel, filtered and sorted like the local store's list."""
-        ids = self.run_ids()
-
+    def read_manifests(self, run_ids) -> list[dict]:
+        """Manifests read in parallel (one GET each); unreadable ones are left out."""
         def read(run_id):
             try:
                 return self.read_manifest(run_id)
@@ -365,29 +333,7 @@ class S3Store(Store):
                 return None
 
         with ThreadPoolExecutor(max_workers=8) as pool:
-            manifests = [m for m in pool.map(read, ids) if m is not None]
-        rows = []
-        for m in manifests:
-            if project is not None and m.get("project") != project:
-                continue
-            if fingerprint is not None and m.get("fingerprint") != fingerprint:
-                continue
-            if params and not _params_match(m.get("params") or {}, params):
-                continue
-            m["status"] = self.effective_status(m)
-            if status and m["status"] not in ({status} if isinstance(status, str) else
-                                              set(status)):
-                continue
-            rows.append(m)
-        rows.sort(key=lambda m: m.get("start_time") or 0, reverse=True)
-        if sort_metric:
-            def last(m):
-                value = ((m.get("metrics_summary") or {}).get(sort_metric) or {}).get("last")
-                return value if isinstance(value, (int, float)) else None
-            have = [m for m in rows if last(m) is not None]
-            have.sort(key=last, reverse=descending)
-            rows = have + [m for m in rows if last(m) is None]
-        return rows
+            return [m for m in pool.map(read, list(run_ids)) if m is not None]
 
     def has_object(self, digest: str) -> bool:
         if digest in self._present:
@@ -415,16 +361,6 @@ class S3Store(Store):
         out.seek(0)
         return out
 
-    def read_object(self, digest: str) -> bytes:
-        with self.open_object(digest) as fh:
-            return fh.read()
-
-    def download_object(self, digest: str, path: str) -> None:
-        """Write an object to a local file without holding it in memory."""
-        with self.open_object(digest) as src, open(path, "wb") as dst:
-            for chunk in iter(lambda: src.read(_CHUNK), b""):
-                dst.write(chunk)
-
     def download_key(self, key: str, path: str) -> None:
         """Download any key of the bucket to a file (FileNotFoundError if it is absent)."""
         try:
@@ -442,23 +378,6 @@ class S3Store(Store):
                 yield parts[0] + parts[1]
 
 
-def _params_match(have: dict, want: dict) -> bool:
-    """The local index's rule: numbers compare as numbers, everything else as JSON."""
-    for key, value in want.items():
-        if key not in have:
-            return False
-        got = have[key]
-        if isinstance(value, bool) or isinstance(got, bool):
-            if got is not value and got != value:
-                return False
-        elif isinstance(value, (int, float)) and isinstance(got, (int, float)):
-            if float(got) != float(value):
-                return False
-        elif json.dumps(got, sort_keys=True) != json.dumps(value, sort_keys=True):
-            return False
-    return True
-
-
 def _make_client():
     """An S3 client from the usual boto3 chain, with bounded timeouts and retries."""
     try:
@@ -466,10 +385,7 @@ def _make_client():
         from botocore.config import Config
     except ImportError as exc:  # pragma: no cover - boto3 is a dependency of the s3 extra
         raise StoreError(f"the S3 remote needs boto3 ({exc}): pip install 'mlrepro[s3]'")
-    try:
-        attempts = max(1, int(os.environ.get(RETRIES_ENV, "3")))
-    except ValueError:
-        attempts = 3
+    attempts = env.S3_RETRIES.get()
     config = Config(connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
                     retries={"max_attempts": attempts, "mode": "standard"},
                     max_pool_connections=16)

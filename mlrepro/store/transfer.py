@@ -12,7 +12,6 @@ import tempfile
 from dataclasses import dataclass, field
 
 from mlrepro import record
-
 from mlrepro.store.base import (EventsAppend, MetricsAppend, ObjectPut, RunFilePut, Store,
                                 objects_of)
 
@@ -56,21 +55,22 @@ def _copy_objects(src: Store, dst: Store, run_id: str, manifest: dict,
 
 
 def _streamed_put(src: Store, digest: str) -> tuple[ObjectPut, str | None]:
-    """An ObjectPut that reads from a file when it can, so big objects never sit in memory."""
-    object_path = getattr(src, "object_path", None)
-    if object_path is not None:
-        return ObjectPut(path=object_path(digest)), None
-    download = getattr(src, "download_object", None)
-    if download is not None:
-        fd, tmp = tempfile.mkstemp(prefix="mlrepro-object-")
-        os.close(fd)
-        try:
-            download(digest, tmp)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-        return ObjectPut(path=tmp), tmp
-    return ObjectPut(data=src.read_object(digest)), None
+    """An ObjectPut that reads from a file, so big objects never sit in memory.
+
+    Returns the put and the temporary file to delete afterwards (None when the
+    source store keeps the object as a file of its own).
+    """
+    path = src.local_object_path(digest)
+    if path is not None:
+        return ObjectPut(path=path), None
+    fd, tmp = tempfile.mkstemp(prefix="mlrepro-object-")
+    os.close(fd)
+    try:
+        src.download_object(digest, tmp)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return ObjectPut(path=tmp), tmp
 
 
 def copy_run(src: Store, dst: Store, run_id: str, report: CopyReport | None = None) -> CopyReport:

@@ -29,12 +29,10 @@ else:
         monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
         monkeypatch.chdir(tmp_path)
         yield
-        import mlrepro.run as run_mod
         from mlrepro._estimator import binding
+        from mlrepro.core import registry
 
-        with run_mod._active_lock:
-            open_runs = list(run_mod._active)
-        for run in open_runs:
+        for run in registry.active_runs():
             run.finish()
         binding._live.clear()
         binding._pointer_written.clear()

@@ -16,9 +16,11 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
-from mlrepro import _cluster, _machine, _tfconfig
-from mlrepro import sagemaker_env as sm
-from mlrepro.store import STORE_ENV
+from mlrepro import env
+from mlrepro.runtime import cluster as _cluster
+from mlrepro.runtime import machine as _machine
+from mlrepro.runtime import sagemaker as sm
+from mlrepro.runtime import tfconfig as _tfconfig
 
 LOCAL = "local"
 DLAMI = "dlami"
@@ -30,7 +32,7 @@ LOCAL_MODEL_DIR = "model"        # relative to the working directory, like ./mlr
 LOCAL_OUTPUT_DIR = "output"
 LOCAL_CHECKPOINT_DIR = "checkpoints"
 
-__all__ = ["Runtime", "detect", "default_store", "export_run_on_finish", "parse_argv",
+__all__ = ["Runtime", "detect", "default_store", "export_dir", "parse_argv",
            "KINDS", "LOCAL", "DLAMI", "SAGEMAKER", "RUNS_DIR"]
 
 
@@ -112,7 +114,7 @@ class Runtime:
         """The variables this runtime needs set: TF_CONFIG when mlrepro built it."""
         if self.tf_config is not None and self.tf_config_built:
             return {_tfconfig.TF_CONFIG_ENV: _tfconfig.dumps(self.tf_config),
-                    _tfconfig.SOURCE_ENV: self.launcher}
+                    env.TF_CONFIG_SOURCE.name: self.launcher}
         return {}
 
     def write_env(self, environ: "dict[str, str] | None" = None) -> dict[str, str]:
@@ -355,7 +357,7 @@ def _instance_type(resource, environ, training_env, current) -> str | None:
     return None
 
 
-# -- the run on SageMaker: where it is stored, and where it is exported ----------------------------
+# -- the run on SageMaker: where it is stored and where a copy goes ------------------------------
 
 def default_store(rt: Any, environ: Mapping[str, str] | None = None) -> str | None:
     """The store a run should use on this runtime, or None for the usual default.
@@ -365,39 +367,19 @@ def default_store(rt: Any, environ: Mapping[str, str] | None = None) -> str | No
     on a spot restart, so the restarted job finds and continues its run.
     `$MLREPRO_STORE` (or an explicit `store=`) always wins.
     """
-    environ = os.environ if environ is None else environ
-    if environ.get(STORE_ENV):
+    if env.STORE.is_set(environ):
         return None
     if getattr(rt, "kind", None) == SAGEMAKER and getattr(rt, "checkpoint_dir", None):
         return os.path.join(rt.checkpoint_dir, RUNS_DIR)
     return None
 
 
-def export_run_on_finish(run: Any, rt: Any) -> bool:
-    """On SageMaker, copy the finished run into `<output_dir>/mlrepro-runs` (in output.tar.gz).
+def export_dir(rt: Any) -> str | None:
+    """Where a finished run's copy goes so that it leaves the machine with the job, or None.
 
-    Registers a finish hook on the chief's run; returns whether it did.
+    On SageMaker: `<output_dir>/mlrepro-runs`, which SageMaker uploads as
+    output.tar.gz (`mlrepro pull-job` imports it). Elsewhere the store is enough.
     """
-    if getattr(rt, "kind", None) != SAGEMAKER or not getattr(run, "writes", False) \
-            or not getattr(rt, "output_dir", None):
-        return False
-    destination = os.path.join(rt.output_dir, RUNS_DIR)
-
-    def copy_run_to_job_output(finished_run) -> None:
-        from mlrepro.store.local import LocalStore
-        from mlrepro.store.transfer import copy_run
-
-        writer = getattr(finished_run, "writer", None)
-        source = writer.store if writer is not None else finished_run.store
-        if os.path.abspath(getattr(source, "root", "") or "") == os.path.abspath(destination):
-            return
-        target = LocalStore(destination)
-        try:
-            copy_run(source, target, finished_run.id)
-        finally:
-            close = getattr(target, "close", None)
-            if close:
-                close()
-
-    run.add_finish_hook(copy_run_to_job_output)
-    return True
+    if getattr(rt, "kind", None) != SAGEMAKER or not getattr(rt, "output_dir", None):
+        return None
+    return os.path.join(rt.output_dir, RUNS_DIR)

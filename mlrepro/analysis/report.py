@@ -88,36 +88,3 @@ def write_png(path: str, manifests, series, metrics=None, *, dpi: int = 100) -> 
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def cmd_report(args) -> int:
-    from mlrepro.cli import _store
-
-    suffix = os.path.splitext(args.output)[1].lower()
-    if suffix not in FORMATS:
-        raise MlreproError(f"-o {args.output!r} must end in .html or .png: e.g. -o report.html")
-    store = _store(args)
-    manifests, series = load_runs(store, args.runs)
-    parent = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(parent):
-        raise MlreproError(f"the directory of -o {args.output!r} does not exist: create it first")
-    if suffix == ".png":
-        write_png(args.output, manifests, series, args.metric)
-    else:
-        write_html(args.output, manifests, series, args.metric)
-    print(f"wrote {args.output} ({len(manifests)} runs)")
-    return 0
-
-
-def register(subparsers, common) -> None:
-    """Add `mlrepro report` to the command line."""
-    p = subparsers.add_parser("report", parents=[common], help="HTML or PNG report of runs",
-                              description="Learning curves of the runs overlaid, a params table "
-                                          "with the differences highlighted, and the environment "
-                                          "differences, as one self-contained HTML page or PNG.")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run ids or unique prefixes")
-    p.add_argument("-o", "--output", default="report.html",
-                   help="report.html (self-contained page) or curves.png (default report.html)")
-    p.add_argument("--metric", action="append", metavar="GLOB",
-                   help="only these metrics (glob, repeatable), e.g. --metric 'val_*'")
-    p.set_defaults(func=cmd_report)

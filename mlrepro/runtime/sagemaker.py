@@ -17,10 +17,11 @@ import json
 import os
 from typing import Any, Mapping
 
+from mlrepro import env
+
 # -- the tree ---------------------------------------------------------------------------
 DEFAULT_BASE_DIR = "/opt/ml"
 BASE_DIR_ENV = "SAGEMAKER_BASE_DIR"              # the training toolkit's own override
-MLREPRO_BASE_DIR_ENV = "MLREPRO_SAGEMAKER_BASE_DIR"  # ours; wins over the toolkit's
 
 MODEL_DIR = "model"
 CODE_DIR = "code"
@@ -85,7 +86,7 @@ RESERVED_HPS = ("_tuning_objective_metric",)
 
 def base_dir(environ: Mapping[str, str], override: str | None = None) -> str:
     """The SageMaker tree's root: `override`, `$MLREPRO_SAGEMAKER_BASE_DIR`, `$SAGEMAKER_BASE_DIR`, /opt/ml."""
-    return (override or environ.get(MLREPRO_BASE_DIR_ENV) or environ.get(BASE_DIR_ENV)
+    return (override or env.SAGEMAKER_BASE_DIR.get(environ) or environ.get(BASE_DIR_ENV)
             or DEFAULT_BASE_DIR)
 
 

@@ -3,6 +3,8 @@
 With `MLREPRO_REMOTE` set (a remote's name or an `s3://` URI), the chief's run is
 recorded locally as usual and a daemon thread copies it to the remote every
 `MLREPRO_PUSH_SECONDS` (default 300) and at `finish()`. Only new objects move.
+`LivePush` is a run observer (`mlrepro.core.observers`): `observer_for` offers it
+to every run that writes.
 When S3 cannot be reached, training goes on: one warning, an event, the run stays
 in the local store (on SageMaker also in the job's output), and the next push —
 or `mlrepro sync` later — uploads it.
@@ -10,30 +12,24 @@ or `mlrepro sync` later — uploads it.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from typing import Any
+from typing import Any, Mapping
 
-from mlrepro import record
-from mlrepro.writer import warn
+from mlrepro import env, record
+from mlrepro.aws.remote import resolve_remote
+from mlrepro.core.observers import RunObserver
+from mlrepro.errors import warn
+from mlrepro.store import EventsAppend, open_store
+from mlrepro.store.s3 import PUSH_SECTION, parse_s3_uri
+from mlrepro.store.transfer import copy_run
 
-PUSH_SECONDS_ENV = "MLREPRO_PUSH_SECONDS"     # interval between pushes of a live run
-PUSH_TIMEOUT_ENV = "MLREPRO_PUSH_TIMEOUT"     # how long finish() waits for the last push
-DEFAULT_PUSH_SECONDS = 300.0
-DEFAULT_PUSH_TIMEOUT = 600.0
+DEFAULT_PUSH_SECONDS = env.PUSH_SECONDS.default
+DEFAULT_PUSH_TIMEOUT = env.PUSH_TIMEOUT.default
 KILLED_PUSH_TIMEOUT = 30.0                    # the last push of a run stopped by a signal
 
 
-def _seconds(name: str, default: float) -> float:
-    try:
-        value = float(os.environ.get(name, default))
-    except ValueError:
-        return default
-    return value if value > 0 else default
-
-
-class LivePush:
+class LivePush(RunObserver):
     """Copies one run from its local store to a remote, periodically and at the end.
 
     Args:
@@ -44,7 +40,7 @@ class LivePush:
 
     Example:
         >>> # MLREPRO_REMOTE=s3://team-bucket/mlrepro python train.py   (starts one for you)
-        >>> LivePush(run, "s3://team-bucket/mlrepro", interval=60).start()  # doctest: +SKIP
+        >>> run.add_observer(LivePush(run, "s3://team-bucket/mlrepro", interval=60))  # doctest: +SKIP
     """
 
     def __init__(self, run: Any, remote_uri: str, *, interval: float = DEFAULT_PUSH_SECONDS,
@@ -62,24 +58,19 @@ class LivePush:
         self._thread = threading.Thread(target=self._loop, name=f"mlrepro-push-{run.id}",
                                         daemon=True)
 
-    def start(self) -> "LivePush":
-        from mlrepro.store.s3 import PUSH_SECTION
-
+    def started(self, run: Any) -> None:
         # Readers of the remote judge a live run by how often it is pushed.
-        self.run.set_section(PUSH_SECTION, {"remote": self.remote_uri, "interval": self.interval})
+        run.set_section(PUSH_SECTION, {"remote": self.remote_uri, "interval": self.interval})
         self._thread.start()
-        self.run.add_finish_hook(self._on_finish)
-        return self
+
+    def __repr__(self) -> str:
+        return f"the live push to {self.remote_uri}"
 
     # -- pushing ---------------------------------------------------------------------
     def push_once(self) -> bool:
         """Copy the run to the remote now; False (with one warning per outage) if it failed."""
-        from mlrepro.store import open_store
-        from mlrepro.store.transfer import copy_run
-
         with self._lock:
-            writer = getattr(self.run, "writer", None)
-            if writer is not None and writer.failed_over:
+            if self.run.spooled:
                 # The spool holds only what came after the local store failed: pushing it
                 # would replace the remote's full copy. `mlrepro recover` then `sync` mends it.
                 if self.last_error is None:
@@ -87,7 +78,7 @@ class LivePush:
                     warn(f"mlrepro stops pushing run {self.run.id}: its local store failed and "
                          "it is spooled; run `mlrepro recover` and then `mlrepro sync`")
                 return False
-            source = writer.store if writer is not None else self.run.store
+            source = self.run.current_store
             try:
                 if self._remote is None:
                     self._remote = open_store(self.remote_uri)
@@ -118,7 +109,7 @@ class LivePush:
         while not self._stop.wait(self.interval):
             self.push_once()
 
-    def _on_finish(self, run) -> None:
+    def finished(self, run: Any) -> None:
         """The last push, bounded by `final_timeout`; the outcome is said, never raised."""
         self._stop.set()
         done = threading.Event()
@@ -130,7 +121,7 @@ class LivePush:
 
         # A run stopped by a signal (Ctrl-C, a spot interruption) has little time left.
         timeout = self.final_timeout
-        if getattr(run, "status", None) in (record.KILLED, record.PREEMPTED):
+        if run.status in (record.KILLED, record.PREEMPTED):
             timeout = min(timeout, KILLED_PUSH_TIMEOUT)
         threading.Thread(target=last, name=f"mlrepro-push-last-{run.id}", daemon=True).start()
         if not done.wait(timeout):
@@ -148,32 +139,22 @@ class LivePush:
 def _note_locally(run, kind: str, **fields) -> None:
     """An event written straight to the local record (the writer has closed by now)."""
     try:
-        from mlrepro.store.base import EventsAppend
-
-        writer = getattr(run, "writer", None)
-        store = writer.store if writer is not None else run.store
-        store.write_batch([EventsAppend(run.id, [{"time": time.time(), "kind": kind,
-                                                  **fields}])])
+        run.current_store.write_batch([EventsAppend(run.id, [{"time": time.time(), "kind": kind,
+                                                              **fields}])])
     except Exception:  # noqa: BLE001
         pass
 
 
-def attach(run: Any, environ=None) -> LivePush | None:
-    """Start pushing `run` if `MLREPRO_REMOTE` names a remote and this process writes the run."""
-    environ = os.environ if environ is None else environ
-    from mlrepro.remote import REMOTE_ENV, resolve_remote
-
-    wanted = environ.get(REMOTE_ENV)
-    if not wanted or getattr(run, "writer", None) is None or not getattr(run, "writes", False):
+def observer_for(run: Any, environ: Mapping[str, str] | None = None) -> LivePush | None:
+    """A push of `run` to `$MLREPRO_REMOTE`, if it names a remote and this process writes the run."""
+    wanted = env.REMOTE.get(environ)
+    if not wanted or not run.writes:
         return None
-    runtime = getattr(run, "_runtime", None)
-    if runtime is not None and getattr(runtime, "is_chief", True) is False:
+    if getattr(run.runtime, "is_chief", True) is False:
         return None
     uri = resolve_remote(run.store, wanted, environ)
-    if uri.rstrip("/") == getattr(run.store, "uri", "").rstrip("/"):
+    if uri.rstrip("/") == run.store.uri.rstrip("/"):
         return None                      # the run is written straight to the remote already
-    from mlrepro.store.s3 import parse_s3_uri
-
     parse_s3_uri(uri)                    # a URI with credentials is refused here, loudly
-    return LivePush(run, uri, interval=_seconds(PUSH_SECONDS_ENV, DEFAULT_PUSH_SECONDS),
-                    final_timeout=_seconds(PUSH_TIMEOUT_ENV, DEFAULT_PUSH_TIMEOUT)).start()
+    return LivePush(run, uri, interval=env.PUSH_SECONDS.get(environ),
+                    final_timeout=env.PUSH_TIMEOUT.get(environ))

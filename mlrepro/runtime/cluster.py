@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from mlrepro import _tfconfig
+from mlrepro import env
+from mlrepro.runtime import tfconfig as _tfconfig
 
 # (rank, size, local rank, local size) variables of each MPI-style launcher, tried in order.
 MPI_VARIABLES = (
@@ -86,7 +87,7 @@ def place(environ: Mapping[str, str], hosts: Sequence[str] = (),
     except ValueError as exc:
         problems.append(str(exc))
         config = None
-    if config is not None and environ.get(_tfconfig.SOURCE_ENV):
+    if config is not None and env.TF_CONFIG_SOURCE.is_set(environ):
         # mlrepro exported this TF_CONFIG earlier (`Runtime.write_env`): name its real
         # launcher again, as long as the variables still build the same one.
         rebuilt = _from_launchers(environ, hosts, current_host, problems)
@@ -103,8 +104,8 @@ def _from_launchers(environ: Mapping[str, str], hosts: Sequence[str],
     problems = list(problems)
     ordered = sorted(set(hosts))
     try:
-        port = int(environ.get(_tfconfig.PORT_ENV) or _tfconfig.DEFAULT_PORT)
-        addresses = _tfconfig.parse_addresses(environ.get(_tfconfig.ADDRESSES_ENV))
+        port = env.TF_PORT.get(environ, strict=True)
+        addresses = _tfconfig.parse_addresses(env.HOST_ADDRESSES.get(environ))
     except ValueError as exc:
         problems.append(f"{exc}; using {_tfconfig.DEFAULT_PORT} and host names")
         port, addresses = _tfconfig.DEFAULT_PORT, {}

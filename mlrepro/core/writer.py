@@ -15,25 +15,20 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from typing import Callable
 
+from mlrepro import env
+from mlrepro.errors import warn
 from mlrepro.record import MetricSummary
 from mlrepro.store.base import MetricsAppend, Store
 
-SPOOL_ENV = "MLREPRO_SPOOL"
 MAX_PENDING_POINTS = 20_000_000  # ~2 GB of tuples: past this, points are dropped and counted
 
 
-class MlreproWarning(UserWarning):
-    """Tracking had a problem; training goes on."""
-
-
 def spool_dir(environ=None) -> str:
-    """Where records go when the store cannot be written."""
-    environ = os.environ if environ is None else environ
-    if environ.get(SPOOL_ENV):
-        return environ[SPOOL_ENV]
+    """Where records go when the store cannot be written (`$MLREPRO_SPOOL`, else ~/.cache)."""
+    if env.SPOOL.is_set(environ):
+        return env.SPOOL.get(environ)
     home = os.path.expanduser("~")
     candidate = os.path.join(home, ".cache", "mlrepro", "spool")
     try:
@@ -47,11 +42,6 @@ def spool_dir(environ=None) -> str:
 
 def _count(write) -> int:
     return len(write.points) if isinstance(write, MetricsAppend) else 1
-
-
-def warn(message: str) -> None:
-    """A tracking problem: a visible warning, never an exception."""
-    warnings.warn(message, MlreproWarning, stacklevel=3)
 
 
 class Writer:

@@ -1,57 +1,44 @@
 """`Run`: the live record of one training run.
 
-Everything a run writes goes through its background `Writer`; no method here
-raises into training once the run has started (problems become warnings and
-events). The last status is the true one: finished, failed, killed (SIGINT /
-SIGTERM), preempted (SIGTERM on a spot job), or crashed (read from a dead writer).
+Everything a run writes goes through its background writer (`mlrepro.core.writer`);
+no method here raises into training once the run has started (problems become
+warnings and events). The last status is the true one: finished, failed, killed
+(SIGINT / SIGTERM), preempted (SIGTERM on a spot job), or crashed (read from a
+dead writer). Integrations use the public methods only; what reacts to a run's
+start and end plugs in as an observer (`mlrepro.core.observers`).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import socket
 import sys
 import threading
 import time
 import traceback
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from mlrepro import record
-from mlrepro.errors import MlreproError
+from mlrepro import env, record
+from mlrepro.capture.fingerprint import fingerprints
+from mlrepro.capture.redact import redact, redact_text
+from mlrepro.capture.seeds import apply_seed
+from mlrepro.core import lifecycle, observers, registry
+from mlrepro.core.lifecycle import FINISH_TIMEOUT
+from mlrepro.core.observers import FinishHook, RunObserver
+from mlrepro.core.writer import Writer, spool_dir
+from mlrepro.errors import MlreproError, warn
 from mlrepro.record import NO_EPOCH, ensure_safe_name, jsonable
 from mlrepro.store import EventsAppend, ManifestWrite, ObjectPut, Store, open_store
-from mlrepro.writer import Writer, spool_dir, warn
 
-HEARTBEAT_ENV = "MLREPRO_HEARTBEAT_SECONDS"
-FLUSH_ENV = "MLREPRO_FLUSH_SECONDS"
-DISABLE_ENV = "MLREPRO_DISABLE"
-SPOT_ENV = "MLREPRO_SPOT"
-PARENT_ENV = "MLREPRO_PARENT"  # JSON {"kind": ..., "run": ...}: set by `mlrepro reproduce`
-SEED_ENV = "MLREPRO_SEED"  # the seed for `seed=None`: set by `mlrepro reproduce` for generated seeds
-FINISH_TIMEOUT = 5.0
+# Code and environment capture (git, package metadata) and the local store (sqlite3) are
+# imported when a run starts, not at `import mlrepro`.
 
-_active: list["Run"] = []
-_active_lock = threading.RLock()
+active_runs = registry.active_runs
+active_run = registry.active_run
 
-
-def active_runs() -> list["Run"]:
-    """Every unfinished run of this process, oldest first."""
-    with _active_lock:
-        return list(_active)
-
-
-def active_run() -> "Run | None":
-    """The most recently started run of this process that has not finished."""
-    with _active_lock:
-        return _active[-1] if _active else None
-
-
-def _float_env(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
+__all__ = ["Run", "start_run", "active_run", "active_runs", "FINISH_TIMEOUT"]
 
 
 class Run:
@@ -64,11 +51,15 @@ class Run:
         tags: free-form labels.
         seed: seed Python, NumPy and imported frameworks with this; recorded.
         deterministic: also enable op determinism (TensorFlow) and record it.
-        store: a path, `s3://` URI or `Store`; default `$MLREPRO_STORE` or `./mlrepro-runs`.
+        store: a path, `s3://` URI or `Store`; default `$MLREPRO_STORE`, the runtime's
+            store (SageMaker: inside the checkpoint dir) or `./mlrepro-runs`.
         run_id: continue this run (a restart of the same job) instead of starting a new one.
-        parent: `{"kind": "reproduction-of"|"resumed-from", "run": id}`.
-        write: False makes a run that records nothing (non-chief workers).
+        parent: `{"kind": "reproduction-of"|"resumed-from", "run": id}` (default
+            `$MLREPRO_PARENT`).
+        write: False makes a run that records nothing (non-chief workers); default:
+            record unless `$MLREPRO_DISABLE` is set or this process is not the chief.
         capture: capture code and environment at start (default True).
+        runtime: the `mlrepro.runtime.Runtime` this process runs in (default: detected).
 
     Example:
         >>> import mlrepro
@@ -82,117 +73,52 @@ class Run:
                  store: "str | Store | None" = None, run_id: str | None = None,
                  parent: Mapping | None = None, write: bool | None = None,
                  capture: bool = True, runtime: Any = None):
-        if not isinstance(project, str) or not project.strip() or "/" in project:
-            raise MlreproError(f"project {project!r} must be a non-empty name without '/': "
-                               "e.g. project=\"cifar10\"")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise MlreproError(f"seed {seed!r} must be an int or None: e.g. seed=42")
+        _check(project, seed)
         self.project = project
         self._lock = threading.RLock()
         self._dirty = True
         self._finished = False
         self._next_step = 0
-        self.host = socket.gethostname()
-        self.pid = os.getpid()
-        self.heartbeat_interval = _float_env(HEARTBEAT_ENV, 10.0)
         self._last_manifest_write = 0.0
         self._warnings = 0
-        self._runtime = runtime
-        self._finish_hooks: list = []
-        if parent is None and os.environ.get(PARENT_ENV):
-            try:
-                import json
-
-                parent = json.loads(os.environ[PARENT_ENV])
-            except ValueError:
-                parent = {"kind": "child-of", "run": os.environ[PARENT_ENV]}
-        if runtime is None:
-            runtime = self._runtime = _detect_runtime()
-        if write is None:
-            write = os.environ.get(DISABLE_ENV, "") not in ("1", "true", "yes")
-            if write and runtime is not None and getattr(runtime, "is_chief", True) is False:
-                write = False
-        self.writes = bool(write)
-
-        from mlrepro.capture.redact import redact
-        from mlrepro.capture.seeds import apply_seed
-
-        if seed is None and deterministic and os.environ.get(SEED_ENV, "").isdigit():
-            seed = int(os.environ[SEED_ENV])
-        self.determinism = apply_seed(seed, deterministic)
-        self.seed = self.determinism["seed"]
-        now = time.time()
-        if store is None and self.writes:
-            store = _runtime_store(runtime)
-        self.store = self._open_store(store) if self.writes else None
-        resumed = None
-        if run_id is not None and self.store is not None:
-            resumed = self._load_for_resume(run_id)
-        if resumed is not None:
-            self.id = resumed["id"]
-            self.manifest = resumed
-            self.attempt = len(resumed.get("attempts") or [])
-            resumed["attempts"] = list(resumed.get("attempts") or []) + [
-                {"attempt": self.attempt, "start_time": now, "host": self.host, "pid": self.pid}]
-            resumed.update(status=record.RUNNING, end_time=None, heartbeat=now, error=None,
-                           writer={"host": self.host, "pid": self.pid})
-            if params:
-                resumed["params"].update(redact(jsonable(dict(params))))
-        else:
-            self.id = run_id or self._claim_id()
-            self.attempt = 0
-            self.manifest = record.new_manifest(self.id, project, name, started=now,
-                                                host=self.host, pid=self.pid)
-            self.manifest["params"] = redact(jsonable(dict(params or {})))
-            self.manifest["tags"] = redact(jsonable(dict(tags or {})))
-            self.manifest["parent"] = jsonable(dict(parent)) if parent else None
-        if resumed is not None and parent and not resumed.get("parent"):
-            resumed["parent"] = jsonable(dict(parent))
-        self.manifest["seed"] = self.seed
-        self.manifest["determinism"] = self.determinism
-        self.manifest["heartbeat_interval"] = self.heartbeat_interval
         self._objects: list[ObjectPut] = []
-        if capture and resumed is None:
-            self._capture()
-        elif capture:
-            self._capture(environment_only=True)
-        self._capture_runtime()
-        self.writer = None
-        if self.store is not None:
-            self.writer = Writer(self.store, self.id,
-                                 interval=_float_env(FLUSH_ENV, 0.5),
-                                 spool_factory=self._spool_store,
-                                 on_cycle=self._on_cycle, on_failover=self._on_failover)
-            self._append = self.writer.points.append
-            for put in self._objects:
-                self.writer.submit(put)
-            self._objects = []
-            _runtime_export(self, runtime)
-            _live_push(self)
-            self.event("started" if resumed is None else "resumed", attempt=self.attempt)
-            self.writer.wake()
+        self._observers: list[RunObserver] = []
+        self._writer: Writer | None = None
+        self._append: Callable = _discard
+        self.host, self.pid = socket.gethostname(), os.getpid()
+        self.heartbeat_interval = env.HEARTBEAT_SECONDS.get()
+        self._runtime = runtime if runtime is not None else _detect_runtime()
+        self.writes = _decide_writes(write, self._runtime)
+        self.determinism = apply_seed(_seed_for(seed, deterministic), deterministic)
+        self.seed = self.determinism["seed"]
+        self.store = self._open_store(store) if self.writes else None
+        resumed = self._load_for_resume(run_id) if run_id is not None and self.store else None
+        parent = _parent_from_env() if parent is None else parent
+        if resumed is not None:
+            self._continue(resumed, params, parent)
         else:
-            self._append = _discard
-        with _active_lock:
-            _active.append(self)
-        from mlrepro import _lifecycle
-
-        _lifecycle.install()
+            self._begin(run_id, name, params, tags, parent)
+        self.manifest.update(seed=self.seed, determinism=self.determinism,
+                             heartbeat_interval=self.heartbeat_interval)
+        if capture:
+            self._capture(code=resumed is None)
+        self._capture_runtime()
+        if self.store is not None:
+            self._start_writing(resumed is not None)
+        registry.add(self)
+        lifecycle.install()
 
     # -- set-up -----------------------------------------------------------------
-    def _open_store(self, store) -> Store | None:
+    def _open_store(self, store) -> Store:
+        if store is None:
+            store = _runtime_store(self._runtime)
         try:
             return open_store(store)
         except MlreproError:
             raise
         except Exception as exc:  # noqa: BLE001
             warn(f"mlrepro cannot open the store {store!r} ({exc}); recording to the spool")
-            return self._spool_store()
-
-    def _spool_store(self) -> Store:
-        from mlrepro.store.local import LocalStore
-
-        return LocalStore(spool_dir())
+            return _spool_store()
 
     def _claim_id(self) -> str:
         if self.store is None:  # a run that writes nothing (a non-chief worker) claims nothing
@@ -205,7 +131,7 @@ class Run:
             except OSError as exc:
                 warn(f"mlrepro cannot create a run in {self.store.uri} ({exc}); training "
                      f"continues and the run is spooled to {spool_dir()}")
-                self.store = self._spool_store()
+                self.store = _spool_store()
         raise MlreproError(f"could not claim a unique run id in {self.store.uri}")
 
     def _load_for_resume(self, run_id: str) -> dict | None:
@@ -218,48 +144,85 @@ class Run:
             return None
         return copy.deepcopy(manifest)
 
-    def _capture(self, environment_only: bool = False) -> None:
+    def _begin(self, run_id, name, params, tags, parent) -> None:
+        """A new run: claim an id and lay out its manifest."""
+        self.id = run_id or self._claim_id()
+        self.attempt = 0
+        self.manifest = record.new_manifest(self.id, self.project, name, started=time.time(),
+                                            host=self.host, pid=self.pid)
+        self.manifest["params"] = redact(jsonable(dict(params or {})))
+        self.manifest["tags"] = redact(jsonable(dict(tags or {})))
+        self.manifest["parent"] = jsonable(dict(parent)) if parent else None
+
+    def _continue(self, manifest: dict, params, parent) -> None:
+        """A restart of a recorded run: a new attempt of the same run."""
+        now = time.time()
+        self.id = manifest["id"]
+        self.manifest = manifest
+        self.attempt = len(manifest.get("attempts") or [])
+        manifest["attempts"] = list(manifest.get("attempts") or []) + [
+            {"attempt": self.attempt, "start_time": now, "host": self.host, "pid": self.pid}]
+        manifest.update(status=record.RUNNING, end_time=None, heartbeat=now, error=None,
+                        writer={"host": self.host, "pid": self.pid})
+        if params:
+            manifest["params"].update(redact(jsonable(dict(params))))
+        if parent and not manifest.get("parent"):
+            manifest["parent"] = jsonable(dict(parent))
+
+    def _capture(self, code: bool) -> None:
+        from mlrepro.capture.code import capture_code
         from mlrepro.capture.environment import capture_environment
 
         try:
             self.manifest["environment"] = capture_environment()
         except Exception as exc:  # noqa: BLE001
             self._warn(f"environment capture failed: {exc!r}")
-        if environment_only:
+        if not code:
             return
-        from mlrepro.capture.code import capture_code
-
         try:
             snap = capture_code()
-            code = dict(snap.info)
+            info = dict(snap.info)
             if snap.patch:
-                put = ObjectPut(data=snap.patch)
-                code["patch"] = _digest_bytes(snap.patch)
-                code["patch_size"] = len(snap.patch)
-                self._objects.append(put)
+                info["patch"] = self._keep_object(snap.patch)
+                info["patch_size"] = len(snap.patch)
             if snap.entry_source is not None:
-                put = ObjectPut(data=snap.entry_source)
-                code["entry_point_object"] = _digest_bytes(snap.entry_source)
-                self._objects.append(put)
-            self.manifest["code"] = code
+                info["entry_point_object"] = self._keep_object(snap.entry_source)
+            self.manifest["code"] = info
         except Exception as exc:  # noqa: BLE001
             self._warn(f"code capture failed: {exc!r}")
 
-    def _capture_runtime(self) -> None:
-        rt = self._runtime
-        if rt is None:
-            try:
-                from mlrepro import runtime as runtime_mod
+    def _keep_object(self, data: bytes) -> str:
+        """Queue bytes to be stored as an object; returns their digest."""
+        self._objects.append(ObjectPut(data=data))
+        return hashlib.sha256(data).hexdigest()
 
-                rt = runtime_mod.detect()
-            except Exception:  # noqa: BLE001 - runtime detection is descriptive only
-                rt = None
-        if rt is not None and hasattr(rt, "to_record"):
+    def _capture_runtime(self) -> None:
+        if self._runtime is None:
+            return
+        try:
+            self.manifest["runtime"] = self._runtime.to_record()
+        except Exception as exc:  # noqa: BLE001
+            self._warn(f"runtime capture failed: {exc!r}")
+
+    def _start_writing(self, resumed: bool) -> None:
+        """Start the writer, queue the captured objects, and start the observers."""
+        self._writer = Writer(self.store, self.id, interval=env.FLUSH_SECONDS.get(),
+                              spool_factory=_spool_store, on_cycle=self._on_cycle,
+                              on_failover=self._on_failover)
+        self._append = self._writer.points.append
+        for put in self._objects:
+            self._writer.submit(put)
+        self._objects = []
+        for factory in observers.default_factories():
             try:
-                self.manifest["runtime"] = rt.to_record()
-            except Exception as exc:  # noqa: BLE001
-                self._warn(f"runtime capture failed: {exc!r}")
-        self._runtime = rt
+                observer = factory(self)
+            except Exception as exc:  # noqa: BLE001 - the run records locally all the same
+                self._warn(redact_text(f"cannot set up {_name_of(factory)}: {exc}"))
+                continue
+            if observer is not None:
+                self.add_observer(observer)
+        self.event("resumed" if resumed else "started", attempt=self.attempt)
+        self._writer.wake()
 
     # -- logging (never raises) ---------------------------------------------------
     def log_params(self, params: Mapping, *, auto: bool = False) -> None:
@@ -333,14 +296,14 @@ class Run:
         except Exception as exc:  # noqa: BLE001
             self._warn(f"artifact not recorded: {exc}")
             return
-        if self.writer is None:
+        if self._writer is None:
             return
-        self.writer.submit(lambda: self._store_artifact(path, name, dict(meta or {})))
+        self._writer.submit(lambda: self._store_artifact(path, name, dict(meta or {})))
         if wait:
-            self.writer.flush(FINISH_TIMEOUT * 6)
+            self._writer.flush(FINISH_TIMEOUT * 6)
 
     def _store_artifact(self, path: str, name: str, meta: dict) -> list:
-        store = self.writer.store
+        store = self._writer.store
         entry: dict = {"logged_at": time.time(), "step": self._next_step - 1, **jsonable(meta)}
         if os.path.isdir(path):
             files = {}
@@ -404,11 +367,12 @@ class Run:
         self._warn(message)
 
     def event(self, kind: str, **fields) -> None:
-        if self.writer is None:
+        """Append an event (`kind` plus JSON-able fields) to the run's events."""
+        if self._writer is None:
             return
         try:
-            self.writer.submit(EventsAppend(self.id, [{"time": time.time(), "kind": kind,
-                                                        **jsonable(fields)}]))
+            self._writer.submit(EventsAppend(self.id, [{"time": time.time(), "kind": kind,
+                                                         **jsonable(fields)}]))
         except Exception:  # noqa: BLE001
             pass
 
@@ -420,21 +384,93 @@ class Run:
         self.event("warning", message=message)
         warn("mlrepro: " + message)
 
+    # -- what integrations and observers use ------------------------------------------
+    @property
+    def runtime(self) -> Any:
+        """The `mlrepro.runtime.Runtime` the run was started in (None if detection failed)."""
+        return self._runtime
+
+    @property
+    def current_store(self) -> Store | None:
+        """Where the run's records go now: its store, or the spool after the store failed."""
+        return self._writer.store if self._writer is not None else self.store
+
+    @property
+    def spooled(self) -> bool:
+        """True once the store failed and the rest of the run went to the local spool."""
+        return self._writer is not None and self._writer.failed_over
+
+    def after_writes(self, action: Callable[[], Any]) -> None:
+        """Call `action()` on the writer thread once everything queued before it is written.
+
+        Keeps slow work (encoding TensorBoard events, deleting staged files) out of the
+        training loop. A run that writes nothing calls it at once. Failures are warnings.
+        """
+        if self._writer is None:
+            try:
+                action()
+            except Exception as exc:  # noqa: BLE001
+                self._warn(f"{_name_of(action)} failed: {exc!r}")
+            return
+
+        def op() -> list:
+            action()
+            return []
+
+        self._writer.submit(op)
+
+    def write_soon(self) -> None:
+        """Ask the writer to write what is queued now rather than at its next interval."""
+        if self._writer is not None:
+            self._writer.wake()
+
+    def adopt_id(self, run_id: str) -> None:
+        """Take the chief's run id (a worker that writes nothing names the chief's run)."""
+        if self.writes:
+            raise MlreproError(f"run {self.id} writes its own record: only a run started with "
+                               "write=False can adopt another run's id")
+        with self._lock:
+            self.id = run_id
+            self.manifest["id"] = run_id
+
+    def add_observer(self, observer: RunObserver) -> None:
+        """Plug in an observer; a run that writes nothing has no observers."""
+        if self._writer is None:
+            return
+        try:
+            observer.started(self)
+        except Exception as exc:  # noqa: BLE001 - reported at once, then set aside
+            self._warn(redact_text(f"{observer!r} could not start: {exc}"))
+            return
+        self._observers.append(observer)
+
+    def add_finish_hook(self, hook: Callable[["Run"], None]) -> None:
+        """Call `hook(run)` after the final record is written (an observer of the end only)."""
+        self.add_observer(FinishHook(hook))
+
+    def fingerprints(self) -> dict:
+        """The run's part fingerprints now (code, data, params, environment, run)."""
+        return self._snapshot(clear_dirty=False)["fingerprints"]
+
     # -- writer-thread callbacks ------------------------------------------------------
     def _snapshot(self, clear_dirty: bool = True) -> dict:
-        from mlrepro.capture.fingerprint import fingerprints
+        from mlrepro.capture.environment import refresh_frameworks
 
         with self._lock:
+            refreshed = refresh_frameworks(self.manifest.get("environment") or {})
+            if refreshed is not None:  # a framework was imported after the run started
+                self.manifest["environment"] = refreshed
             manifest = copy.deepcopy(self.manifest)
             if clear_dirty:
                 self._dirty = False
-        if self.writer is not None:
-            summary = self.writer.summary_json()
+        writer = self._writer
+        if writer is not None:
+            summary = writer.summary_json()
             if summary:
                 manifest["metrics_summary"] = {**manifest.get("metrics_summary", {}), **summary}
-            manifest["warnings"] = self._warnings + len(self.writer.errors)
-            if self.writer.dropped:
-                manifest["dropped_records"] = self.writer.dropped
+            manifest["warnings"] = self._warnings + len(writer.errors)
+            if writer.dropped:
+                manifest["dropped_records"] = writer.dropped
         parts = fingerprints(manifest)
         manifest["fingerprints"] = parts
         manifest["fingerprint"] = parts["run"]
@@ -464,22 +500,14 @@ class Run:
             self.manifest.setdefault("spooled", {})["reason"] = str(error)
             self._dirty = True
 
-    def fingerprints(self) -> dict:
-        """The run's part fingerprints now (code, data, params, environment, run)."""
-        return self._snapshot(clear_dirty=False)["fingerprints"]
-
-    def add_finish_hook(self, hook) -> None:
-        """Call `hook(run)` on the writer's side after the final record is written."""
-        self._finish_hooks.append(hook)
-
     # -- ending ---------------------------------------------------------------------
     def flush(self, timeout: float = FINISH_TIMEOUT) -> bool:
         """Write everything logged so far; False if it did not finish within `timeout`."""
-        if self.writer is None:
+        if self._writer is None:
             return True
         with self._lock:
             self._dirty = True
-        return self.writer.flush(timeout)
+        return self._writer.flush(timeout)
 
     def finish(self, status: str = record.FINISHED, *, error: str | None = None,
                timeout: float = FINISH_TIMEOUT) -> bool:
@@ -494,28 +522,24 @@ class Run:
             now = time.time()
             self.manifest.update(status=status, end_time=now, heartbeat=now)
             if error:
-                from mlrepro.capture.redact import redact_text
-
                 self.manifest["error"] = redact_text(error)[-4000:]
             attempts = self.manifest.get("attempts") or []
             if attempts:
                 attempts[-1].update(end_time=now, status=status)
             self._dirty = True
-        with _active_lock:
-            if self in _active:
-                _active.remove(self)
-        if self.writer is None:
+        registry.remove(self)
+        if self._writer is None:
             return True
         self.event("status", status=status)
-        ok = self.writer.close(timeout)
-        for hook in self._finish_hooks:
+        ok = self._writer.close(timeout)
+        for observer in self._observers:
             try:
-                hook(self)
+                observer.finished(self)
             except Exception as exc:  # noqa: BLE001 - the run's status stays the true one
-                self._warn(f"finish hook {getattr(hook, '__name__', hook)!r} failed: {exc!r}")
+                self._warn(f"{observer!r} failed at the end of the run: {exc!r}")
         if not ok:
             msg = (f"mlrepro could not write run {self.id} within {timeout:.0f}s "
-                   f"({self.writer.pending()} records pending); its record may be incomplete")
+                   f"({self._writer.pending()} records pending); its record may be incomplete")
             try:
                 sys.stderr.write("WARNING: " + msg + "\n")
             except Exception:  # noqa: BLE001
@@ -541,15 +565,39 @@ class Run:
     @property
     def path(self) -> str | None:
         """The run's directory, for a local store."""
-        run_dir = getattr(self.store, "run_dir", None)
-        return run_dir(self.id) if run_dir else None
+        return self.store.run_dir(self.id) if self.store is not None else None
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, project={self.project!r}, status={self.status!r})"
 
 
+def start_run(project: str = "default", **kwargs) -> Run:
+    """Start recording a run (see `Run` for the arguments)."""
+    return Run(project, **kwargs)
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+def _check(project, seed) -> None:
+    if not isinstance(project, str) or not project.strip() or "/" in project:
+        raise MlreproError(f"project {project!r} must be a non-empty name without '/': "
+                           "e.g. project=\"cifar10\"")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise MlreproError(f"seed {seed!r} must be an int or None: e.g. seed=42")
+
+
 def _discard(_item) -> None:
     pass
+
+
+def _name_of(thing) -> str:
+    return getattr(thing, "__qualname__", None) or repr(thing)
+
+
+def _spool_store() -> Store:
+    from mlrepro.store.local import LocalStore
+
+    return LocalStore(spool_dir())
 
 
 def _detect_runtime():
@@ -562,7 +610,7 @@ def _detect_runtime():
         return None
 
 
-def _runtime_store(rt):
+def _runtime_store(rt) -> str | None:
     """The runtime's default store (SageMaker: inside the checkpoint dir), or None."""
     try:
         from mlrepro import runtime as runtime_mod
@@ -572,38 +620,23 @@ def _runtime_store(rt):
         return None
 
 
-def _runtime_export(run, rt) -> None:
-    """On SageMaker, copy the finished run into the job's output (a finish hook)."""
-    try:
-        from mlrepro import runtime as runtime_mod
-
-        runtime_mod.export_run_on_finish(run, rt)
-    except Exception as exc:  # noqa: BLE001
-        run._warn(f"cannot arrange to copy the run into the job output: {exc!r}")
+def _decide_writes(write: bool | None, rt: Any) -> bool:
+    """Explicit `write=`, else: not with MLREPRO_DISABLE, and only on the chief."""
+    if write is not None:
+        return bool(write)
+    return not env.DISABLE.get() and getattr(rt, "is_chief", True) is not False
 
 
-def _live_push(run) -> None:
-    """With MLREPRO_REMOTE set, push the run to that remote periodically and at the end."""
-    from mlrepro.remote import REMOTE_ENV
-
-    if not os.environ.get(REMOTE_ENV):
-        return
-    try:
-        from mlrepro.live_push import attach
-
-        attach(run)
-    except Exception as exc:  # noqa: BLE001 - the run records locally all the same
-        from mlrepro.capture.redact import redact_text
-
-        run._warn(redact_text(f"cannot push this run to its remote: {exc}"))
+def _seed_for(seed: int | None, deterministic: bool) -> int | None:
+    """A deterministic run without a seed takes `$MLREPRO_SEED` (set by `mlrepro reproduce`)."""
+    if seed is None and deterministic:
+        return env.SEED.get()
+    return seed
 
 
-def _digest_bytes(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
-
-
-def start_run(project: str = "default", **kwargs) -> Run:
-    """Start recording a run (see `Run` for the arguments)."""
-    return Run(project, **kwargs)
+def _parent_from_env() -> dict | None:
+    """`$MLREPRO_PARENT`: JSON `{"kind", "run"}`, or a bare run id (a child of it)."""
+    value = env.PARENT.get()
+    if value is None or isinstance(value, dict):
+        return value
+    return {"kind": "child-of", "run": str(value)}

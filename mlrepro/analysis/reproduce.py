@@ -20,21 +20,52 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from mlrepro.artifact_content import compare_run_artifacts
+from mlrepro import env
+from mlrepro.analysis.artifacts import compare_run_artifacts
+from mlrepro.analysis.rebuild import Rebuilt, rebuild_code
+from mlrepro.analysis.recheck import CHANGED, MISSING, recheck_data, recorded_paths
+from mlrepro.capture.environment import capture_environment
 from mlrepro.capture.redact import REDACTED
 from mlrepro.compare import (compare_curves, diff_data, diff_environment, diff_mapping,
                              environment_drift, judge)
 from mlrepro.compare.curves import DEFAULT_IGNORED
 from mlrepro.compare.sections import is_empty
 from mlrepro.errors import MlreproError
-from mlrepro.rebuild import Rebuilt, rebuild_code
-from mlrepro.recheck import CHANGED, MISSING, recheck_data, recorded_paths
-from mlrepro.run import DISABLE_ENV, PARENT_ENV, SEED_ENV
-from mlrepro.store import STORE_ENV, ManifestWrite
+from mlrepro.store import ManifestWrite
 
 REPRODUCTION_OF = "reproduction-of"
 DEFAULT_RTOL = 1e-6
 DEFAULT_ATOL = 1e-9
+
+
+@dataclass(frozen=True)
+class ReproduceOptions:
+    """How `reproduce_run` checks and re-runs (the `mlrepro reproduce` flags).
+
+    Args:
+        repo: the git repository holding the run's commit (default: found from the record).
+        check_only: rebuild and check, but do not re-run.
+        strict: refuse when the environment differs from the recorded one.
+        allow_data_drift: re-run even when recorded data changed.
+        rtol, atol: tolerances for metric values.
+        ignore: metric name globs not compared (timings by default).
+        python: the interpreter for the re-run (default: this one).
+        stored_source: if the commit cannot be found, re-run the stored entry point alone.
+        keep: keep the scratch tree.
+        timeout: give up on the re-run after this many seconds.
+    """
+
+    repo: str | None = None
+    check_only: bool = False
+    strict: bool = False
+    allow_data_drift: bool = False
+    rtol: float = DEFAULT_RTOL
+    atol: float = DEFAULT_ATOL
+    ignore: tuple = DEFAULT_IGNORED
+    python: str | None = None
+    stored_source: bool = False
+    keep: bool = False
+    timeout: float | None = None
 
 
 @dataclass
@@ -59,8 +90,6 @@ class Reproduction:
 
 def current_environment(python: str | None = None) -> dict:
     """The environment a re-run will have: this interpreter's, or `python`'s."""
-    from mlrepro.capture.environment import capture_environment
-
     if not python or os.path.realpath(python) == os.path.realpath(sys.executable):
         return capture_environment()
     code = ("import json; from mlrepro.capture.environment import capture_environment as c; "
@@ -119,16 +148,16 @@ def command_for(manifest: dict, rebuilt: Rebuilt, python: str, notes: list[str])
 
 
 def _child_env(manifest: dict, store_uri: str) -> dict:
-    env = dict(os.environ)
-    env[STORE_ENV] = store_uri
-    env[PARENT_ENV] = json.dumps({"kind": REPRODUCTION_OF, "run": manifest["id"]})
-    env.pop(DISABLE_ENV, None)  # the re-run must be recorded
+    out = dict(os.environ)
+    out[env.STORE.name] = store_uri
+    out[env.PARENT.name] = json.dumps({"kind": REPRODUCTION_OF, "run": manifest["id"]})
+    out.pop(env.DISABLE.name, None)  # the re-run must be recorded
     det = manifest.get("determinism") or {}
     if det.get("seed_generated") and manifest.get("seed") is not None:
-        env[SEED_ENV] = str(manifest["seed"])
+        out[env.SEED.name] = str(manifest["seed"])
     if det.get("python_hash_seed") is not None:
-        env["PYTHONHASHSEED"] = str(det["python_hash_seed"])
-    return env
+        out["PYTHONHASHSEED"] = str(det["python_hash_seed"])
+    return out
 
 
 def _find_new_run(store, before: set, run_id: str) -> dict | None:
@@ -154,13 +183,12 @@ def _code_after(old: dict, new: dict) -> str:
     return "differs from the record in " + ", ".join(differing)
 
 
-def reproduce_run(store, ref: str, *, repo: str | None = None, check_only: bool = False,
-                  strict: bool = False, allow_data_drift: bool = False,
-                  rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
-                  ignore: tuple = DEFAULT_IGNORED, python: str | None = None,
-                  stored_source: bool = False, keep: bool = False,
-                  timeout: float | None = None, say=print, child_stdout=None) -> Reproduction:
+def reproduce_run(store, ref: str, options: ReproduceOptions | None = None, *, say=print,
+                  child_stdout=None) -> Reproduction:
     """Rebuild, check and re-run one recorded run; see the module docstring.
+
+    `say` prints each finding as it is made; `child_stdout` is where the re-run's
+    output goes (default: this process's stdout).
 
     Raises `MlreproError` (exit 2) when it refuses: data drift without
     `allow_data_drift`, environment drift with `strict`, code that cannot be rebuilt.
@@ -170,101 +198,122 @@ def reproduce_run(store, ref: str, *, repo: str | None = None, check_only: bool 
         >>> result.verdict["kind"]                                          # doctest: +SKIP
         'bit-identical'
     """
+    options = options or ReproduceOptions()
     run_id = store.resolve(ref)
     m = store.read_manifest(run_id)
     out = Reproduction(run_id=run_id)
-    python = python or sys.executable
+    python = options.python or sys.executable
     say(f"reproducing {run_id} (project {m.get('project')}, name {m.get('name')})")
     tmp = tempfile.mkdtemp(prefix="mlrepro-reproduce-")
     try:
-        rebuilt = rebuild_code(m, store, os.path.join(tmp, "src"), repo=repo,
-                               stored_source=stored_source)
+        rebuilt = rebuild_code(m, store, os.path.join(tmp, "src"), repo=options.repo,
+                               stored_source=options.stored_source)
         out.code = {"how": rebuilt.how, "notes": rebuilt.notes, "root": rebuilt.root}
         say(f"code         {rebuilt.how}")
         for note in rebuilt.notes:
             say(f"             {note}")
-
-        env_now = current_environment(python)
-        # Variables are compared after the re-run, from what the new run records: a
-        # script (and mlrepro's own determinism switches) may set variables itself.
-        out.environment_drift = environment_drift(
-            diff_environment(m.get("environment") or {}, env_now, variables=False))
-        if out.environment_drift:
-            n = len(out.environment_drift)
-            say(f"environment  {n} difference{'' if n == 1 else 's'} from the record:")
-            for line in out.environment_drift:
-                say(f"             {line}")
-        else:
-            say("environment  same as recorded")
-        if out.environment_drift and strict:
-            raise MlreproError(f"the environment differs from run {run_id}'s "
-                               f"({out.environment_drift[0]}"
-                               + (f" and {len(out.environment_drift) - 1} more"
-                                  if len(out.environment_drift) > 1 else "")
-                               + "): recreate the recorded environment, or drop --strict")
-
-        out.data = recheck_data(m.get("data") or {})
-        for check in out.data:
-            say(f"data         {check.name}: {check.status} ({check.detail})")
-        if not out.data:
-            say("data         none recorded")
-        drifted = [c for c in out.data if c.status in (CHANGED, MISSING)]
-        if drifted and not allow_data_drift:
-            c = drifted[0]
-            raise MlreproError(f"data {c.name!r} {c.status} since run {run_id} was recorded "
-                               f"({c.detail}): restore the recorded data, or pass "
-                               "--allow-data-drift to re-run on the current data")
-
+        _check_environment(m, python, options, out, say)
+        _check_data(m, options, out, say)
         notes: list[str] = []
         out.command = command_for(m, rebuilt, python, notes)
         out.cwd = rebuilt.cwd
         for note in notes:
             say(f"             {note}")
         say(f"command      {' '.join(out.command)}")
-        if check_only:
+        if options.check_only:
             say("check only   every check passed; the run was not re-run")
             return out
-
-        before = set(store.run_ids())
-        started = time.time()
-        try:
-            proc = subprocess.run(out.command, cwd=rebuilt.cwd, env=_child_env(m, store.uri),
-                                  timeout=timeout, stdout=child_stdout)
-            code = proc.returncode
-        except subprocess.TimeoutExpired:
-            code = None
-        new = _find_new_run(store, before, run_id)
-        if code != 0:
-            status = f"exit {code}" if code is not None else f"timed out after {timeout:g}s"
-            message = f"the re-run failed ({status}" + (
-                f"; run {new['id']} is {new.get('status')})" if new else ")")
-            out.new_run = new["id"] if new else None
-            out.verdict = {"kind": "failed", "message": message, "details": [], "exit_code": 1}
-            say(f"verdict      {message}")
-            return out
-        if new is None:
-            raise MlreproError(f"the re-run finished in {time.time() - started:.0f}s but recorded "
-                               f"no run in {store.uri} with parent {run_id}: does the script call "
-                               "mlrepro.start_run (or use ReproCallback)?")
-        out.new_run = new["id"]
-        say(f"new run      {new['id']} ({REPRODUCTION_OF} {run_id})")
-        _after_checks(m, new, out, say)
-
-        curves = compare_curves(store.read_points(run_id).series,
-                                store.read_points(new["id"]).series,
-                                rtol=rtol, atol=atol, ignore=ignore)
-        verdict = judge(curves, compare_run_artifacts(store, m, new))
-        out.verdict = dict(verdict.to_json(), curves=curves.to_json())
-        say(f"verdict      {verdict.message}")
-        for line in verdict.details:
-            say(f"             {line}")
-        _record_verdict(store, new["id"], run_id, out.verdict, rtol, atol)
+        new = _rerun(store, m, out, options, say, child_stdout)
+        if new is not None:
+            _judge(store, m, new, out, options, say)
         return out
     finally:
-        if keep:
+        if options.keep:
             say(f"scratch tree kept at {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_environment(m: dict, python: str, options: ReproduceOptions, out: Reproduction,
+                       say) -> None:
+    """The re-run's environment against the record; refuses on drift with `strict`."""
+    env_now = current_environment(python)
+    # Variables are compared after the re-run, from what the new run records: a
+    # script (and mlrepro's own determinism switches) may set variables itself.
+    out.environment_drift = environment_drift(
+        diff_environment(m.get("environment") or {}, env_now, variables=False))
+    if out.environment_drift:
+        n = len(out.environment_drift)
+        say(f"environment  {n} difference{'' if n == 1 else 's'} from the record:")
+        for line in out.environment_drift:
+            say(f"             {line}")
+    else:
+        say("environment  same as recorded")
+    if out.environment_drift and options.strict:
+        raise MlreproError(f"the environment differs from run {m['id']}'s "
+                           f"({out.environment_drift[0]}"
+                           + (f" and {len(out.environment_drift) - 1} more"
+                              if len(out.environment_drift) > 1 else "")
+                           + "): recreate the recorded environment, or drop --strict")
+
+
+def _check_data(m: dict, options: ReproduceOptions, out: Reproduction, say) -> None:
+    """The recorded data inputs fingerprinted again; refuses on drift unless allowed."""
+    out.data = recheck_data(m.get("data") or {})
+    for check in out.data:
+        say(f"data         {check.name}: {check.status} ({check.detail})")
+    if not out.data:
+        say("data         none recorded")
+    drifted = [c for c in out.data if c.status in (CHANGED, MISSING)]
+    if drifted and not options.allow_data_drift:
+        c = drifted[0]
+        raise MlreproError(f"data {c.name!r} {c.status} since run {m['id']} was recorded "
+                           f"({c.detail}): restore the recorded data, or pass "
+                           "--allow-data-drift to re-run on the current data")
+
+
+def _rerun(store, m: dict, out: Reproduction, options: ReproduceOptions, say,
+           child_stdout) -> dict | None:
+    """Run the command; the new run's manifest, or None (with a `failed` verdict) if it failed."""
+    before = set(store.run_ids())
+    started = time.time()
+    try:
+        proc = subprocess.run(out.command, cwd=out.cwd, env=_child_env(m, store.uri),
+                              timeout=options.timeout, stdout=child_stdout)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        code = None
+    new = _find_new_run(store, before, m["id"])
+    if code != 0:
+        status = f"exit {code}" if code is not None else f"timed out after {options.timeout:g}s"
+        message = f"the re-run failed ({status}" + (
+            f"; run {new['id']} is {new.get('status')})" if new else ")")
+        out.new_run = new["id"] if new else None
+        out.verdict = {"kind": "failed", "message": message, "details": [], "exit_code": 1}
+        say(f"verdict      {message}")
+        return None
+    if new is None:
+        raise MlreproError(f"the re-run finished in {time.time() - started:.0f}s but recorded "
+                           f"no run in {store.uri} with parent {m['id']}: does the script call "
+                           "mlrepro.start_run (or use ReproCallback)?")
+    out.new_run = new["id"]
+    say(f"new run      {new['id']} ({REPRODUCTION_OF} {m['id']})")
+    return new
+
+
+def _judge(store, m: dict, new: dict, out: Reproduction, options: ReproduceOptions,
+           say) -> None:
+    """Compare the two runs' records, curves and artifacts; file the verdict in the new run."""
+    _after_checks(m, new, out, say)
+    curves = compare_curves(store.read_points(m["id"]).series,
+                            store.read_points(new["id"]).series,
+                            rtol=options.rtol, atol=options.atol, ignore=options.ignore)
+    verdict = judge(curves, compare_run_artifacts(store, m, new))
+    out.verdict = dict(verdict.to_json(), curves=curves.to_json())
+    say(f"verdict      {verdict.message}")
+    for line in verdict.details:
+        say(f"             {line}")
+    _record_verdict(store, new["id"], m["id"], out.verdict, options.rtol, options.atol)
 
 
 def _after_checks(old: dict, new: dict, out: Reproduction, say) -> None:
@@ -300,55 +349,3 @@ def _record_verdict(store, new_id: str, old_id: str, verdict: dict, rtol, atol) 
         store.write_batch([ManifestWrite(new_id, manifest)])
     except Exception as exc:  # noqa: BLE001 - the verdict stands even if it cannot be filed
         print(f"mlrepro: could not file the verdict in run {new_id} ({exc})", file=sys.stderr)
-
-
-def cmd_reproduce(args) -> int:
-    from mlrepro.cli import _store
-
-    store = _store(args)
-    say = (lambda *_a, **_k: None) if args.json else print
-    ignore = tuple(DEFAULT_IGNORED) + tuple(args.ignore_metric or ())
-    result = reproduce_run(store, args.run, repo=args.repo, check_only=args.check_only,
-                           strict=args.strict, allow_data_drift=args.allow_data_drift,
-                           rtol=args.rtol, atol=args.atol, ignore=ignore, python=args.python,
-                           stored_source=args.stored_source, keep=args.keep,
-                           timeout=args.timeout, say=say,
-                           child_stdout=2 if args.json else None)  # keep stdout pure JSON
-    if args.json:
-        json.dump(result.to_json(), sys.stdout, indent=1, sort_keys=True, default=str)
-        sys.stdout.write("\n")
-    if result.verdict is None:
-        return 0
-    return int(result.verdict["exit_code"])
-
-
-def register(subparsers, common) -> None:
-    """Add `mlrepro reproduce` to the command line."""
-    p = subparsers.add_parser(
-        "reproduce", parents=[common], help="re-run a recorded run and compare the results",
-        description="Rebuild a run's code in a scratch tree, check the environment and data "
-                    "against the record, re-run the recorded command, and say whether the new "
-                    "run is bit-identical, identical within a tolerance, or diverged. "
-                    "Exit 0 identical, 1 diverged, 2 refused.")
-    p.add_argument("run", help="run id or unique prefix")
-    p.add_argument("--check-only", action="store_true",
-                   help="rebuild the code and check environment and data, but do not re-run")
-    p.add_argument("--strict", action="store_true",
-                   help="refuse when the environment differs from the recorded one")
-    p.add_argument("--allow-data-drift", action="store_true",
-                   help="re-run even when the recorded data changed")
-    p.add_argument("--rtol", type=float, default=DEFAULT_RTOL,
-                   help=f"relative tolerance for metric values (default {DEFAULT_RTOL:g})")
-    p.add_argument("--atol", type=float, default=DEFAULT_ATOL,
-                   help=f"absolute tolerance for metric values (default {DEFAULT_ATOL:g})")
-    p.add_argument("--ignore-metric", action="append", metavar="GLOB",
-                   help="metrics not to compare (timings are never compared)")
-    p.add_argument("--repo", help="git repository holding the run's commit "
-                                  "(default: the current one, then the recorded one)")
-    p.add_argument("--stored-source", action="store_true",
-                   help="if the commit cannot be found, re-run the stored entry point alone")
-    p.add_argument("--python", help="interpreter for the re-run (default: this one)")
-    p.add_argument("--timeout", type=float, help="give up on the re-run after this many seconds")
-    p.add_argument("--keep", action="store_true", help="keep the scratch tree")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=cmd_reproduce)

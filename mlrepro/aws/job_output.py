@@ -14,14 +14,13 @@ import re
 import shutil
 import tarfile
 import tempfile
-from typing import TYPE_CHECKING
 
 from mlrepro import record
+from mlrepro.aws.remote import TransferSummary, transfer
 from mlrepro.errors import MlreproError, StoreError
 from mlrepro.store import Store
-
-if TYPE_CHECKING:
-    from mlrepro.remote import TransferSummary
+from mlrepro.store.local import LocalStore
+from mlrepro.store.s3 import S3Store, parse_s3_uri
 
 ARCHIVES = ("output.tar.gz", "model.tar.gz")   # what SageMaker uploads at the end of a job
 TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
@@ -66,8 +65,6 @@ def extract_archive(path: str, into: str) -> str:
 
 def _s3_sources(uri: str, work: str) -> tuple[list[tuple[str, str]], list[Store]]:
     """Archives under `uri`, downloaded into `work` as (S3 URI, path), and S3 stores found there."""
-    from mlrepro.store.s3 import S3Store, parse_s3_uri
-
     bucket, key = parse_s3_uri(uri)
     bucket_store = S3Store(f"s3://{bucket}")
     keys, stores = [], set()
@@ -115,15 +112,12 @@ def job_output_uri(job_name: str) -> str:
     return f"{output}/{job_name}/output"
 
 
-def import_job_output(source: str, local: Store) -> tuple["TransferSummary", list[str]]:
+def import_job_output(source: str, local: Store) -> tuple[TransferSummary, list[str]]:
     """Copy every run found in `source` into `local`; returns (TransferSummary, sources).
 
     Example:
         >>> import_job_output("s3://bucket/jobs/train-2026-01-01/output/", store)  # doctest: +SKIP
     """
-    from mlrepro.remote import TransferSummary, transfer
-    from mlrepro.store.local import LocalStore
-
     summary = TransferSummary()
     work = tempfile.mkdtemp(prefix="mlrepro-pull-job-")
     found: list[tuple[str, Store]] = []

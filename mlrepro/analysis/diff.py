@@ -9,15 +9,13 @@ code, and prints.
 from __future__ import annotations
 
 import difflib
-import json
 import os
-import sys
 import tempfile
 
 from mlrepro.compare import compare_manifests, diff_metrics, environment_drift
 from mlrepro.errors import MlreproError
-from mlrepro.rebuild import find_repo, git, has_commit, scratch_clone, tree_of
-from mlrepro.show import number, short
+from mlrepro.analysis.rebuild import find_repo, git, has_commit, scratch_clone, tree_of
+from mlrepro.compare.text import number, short
 
 MAX_DIFF_LINES = 2000
 
@@ -234,29 +232,3 @@ def diff_text(d: dict) -> str:
                                    for k, v in det["changed"].items()]
     out += ["metrics (A | B):"] + _metric_lines(d["metrics"])
     return "\n".join(line for line in out if line != "")
-
-
-def cmd_diff(args) -> int:
-    from mlrepro.cli import _store
-
-    store = _store(args)
-    result = run_diff(store, args.run_a, args.run_b, repo=args.repo)
-    if args.json:
-        json.dump(result, sys.stdout, indent=1, sort_keys=True, default=str)
-        sys.stdout.write("\n")
-    else:
-        print(diff_text(result))
-    return 0
-
-
-def register(subparsers, common) -> None:
-    """Add `mlrepro diff` to the command line."""
-    p = subparsers.add_parser("diff", parents=[common], help="what differs between two runs",
-                              description="Compare two runs: params, code, data, environment, "
-                                          "determinism settings and metrics.")
-    p.add_argument("run_a", metavar="A", help="the reference run (id or unique prefix)")
-    p.add_argument("run_b", metavar="B", help="the run to compare with it")
-    p.add_argument("--repo", help="git repository holding the runs' commits "
-                                  "(default: the current one, then the recorded one)")
-    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
-    p.set_defaults(func=cmd_diff)

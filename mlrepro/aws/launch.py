@@ -18,21 +18,21 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlrepro import env
+from mlrepro.aws.calls import AwsCallLog
+from mlrepro.capture.code import capture_code
 from mlrepro.errors import MlreproError
-from mlrepro.remote import REMOTE_ENV
-from mlrepro.run import PARENT_ENV, SPOT_ENV  # SPOT: SIGTERM means "preempted"
+from mlrepro.store.base import ObjectPut
+from mlrepro.store.s3 import parse_s3_uri
 
-ROLE_ENV = "MLREPRO_SAGEMAKER_ROLE"          # default execution role ARN
-BUCKET_ENV = "MLREPRO_SAGEMAKER_BUCKET"      # default bucket for code and job output
-LAUNCH_ENV = "MLREPRO_LAUNCH"                # JSON the job carries: how it was launched
 VALIDATE_ROLE_ENV = "SAGEMAKER_VALIDATE_ROLE"  # the SDK's switch for its IAM role check
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 DEFAULT_BASE_JOB_NAME = "mlrepro"
@@ -42,6 +42,7 @@ ENV_VALUE_LIMIT = 512                        # SageMaker's limit on one environm
 FRAMEWORK = "tensorflow"
 IGNORE = (".git", "__pycache__", "*.pyc", ".venv", ".venv-*", "mlrepro-runs", ".pytest_cache",
           ".ipynb_checkpoints", ".DS_Store", ".env", ".cache")
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # mlrepro/
 _TELEMETRY_OFF = {"SchemaVersion": "1.0",
                   "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
 
@@ -117,8 +118,6 @@ class JobSpec:
             raise MlreproError(f"--max-wait {self.max_wait_seconds} is shorter than --max-run "
                                f"{self.max_run_seconds}: SageMaker needs max-wait >= max-run")
         if self.remote:
-            from mlrepro.store.s3 import parse_s3_uri
-
             parse_s3_uri(self.remote)
 
     def launch_record(self) -> dict:
@@ -128,15 +127,15 @@ class JobSpec:
                 "code": self.code}
 
     def job_environment(self) -> dict[str, str]:
-        env = {str(k): str(v) for k, v in self.environment.items()}
+        out = {str(k): str(v) for k, v in self.environment.items()}
         if self.remote:
-            env[REMOTE_ENV] = self.remote
+            out[env.REMOTE.name] = self.remote
         if self.spot:
-            env[SPOT_ENV] = "1"
+            out[env.SPOT.name] = "1"          # in the job, SIGTERM means "preempted"
         if self.parent:
-            env[PARENT_ENV] = json.dumps(self.parent, sort_keys=True, separators=(",", ":"))
-        env[LAUNCH_ENV] = _fit(self.launch_record())
-        return env
+            out[env.PARENT.name] = json.dumps(self.parent, sort_keys=True, separators=(",", ":"))
+        out[env.LAUNCH.name] = _fit(self.launch_record())
+        return out
 
 
 def _fit(record: dict) -> str:
@@ -208,9 +207,7 @@ def stage_code(spec: JobSpec, into: str) -> str:
     staged = os.path.join(into, "code")
     shutil.copytree(spec.source_dir, staged, ignore=shutil.ignore_patterns(*IGNORE))
     if spec.bundle_mlrepro:
-        import mlrepro
-
-        here = os.path.dirname(os.path.abspath(mlrepro.__file__))
+        here = PACKAGE_DIR
         target = os.path.join(staged, os.path.dirname(spec.entry_point), "mlrepro")
         if not os.path.exists(target):
             shutil.copytree(here, target, ignore=shutil.ignore_patterns(*IGNORE))
@@ -223,11 +220,6 @@ def describe_code(spec: JobSpec, stores=()) -> dict | None:
     The patch is stored as an object in each of `stores` (the local store and the
     remote) so that a colleague who pulls the job's run can rebuild the same code.
     """
-    import hashlib
-
-    from mlrepro.capture.code import capture_code
-    from mlrepro.store.base import ObjectPut
-
     snap = capture_code(argv=[os.path.join(spec.source_dir, spec.entry_point)])
     info = snap.info
     if not info.get("commit") or not info.get("entry_point"):
@@ -263,20 +255,19 @@ def launch(spec: JobSpec, *, dry_run: bool = False, wait: bool = False,
         >>> spec = JobSpec("train.py", "examples/resnet_cifar10", "ml.g5.xlarge")  # doctest: +SKIP
         >>> print(launch(spec, dry_run=True).to_json())                              # doctest: +SKIP
     """
-    from mlrepro.aws_calls import AwsCallLog
-
     spec.validate()
     session = boto_session or _boto_session(spec.region, dry_run)
     region = spec.region or session.region_name
     if not region:
         raise MlreproError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
-    role = spec.role or os.environ.get(ROLE_ENV)
+    role = spec.role or env.SAGEMAKER_ROLE.get()
     if not role:
-        raise MlreproError(f"no SageMaker execution role: pass --role ARN or set {ROLE_ENV}")
-    bucket = spec.bucket or os.environ.get(BUCKET_ENV) or _remote_bucket(spec.remote)
+        raise MlreproError("no SageMaker execution role: pass --role ARN or set "
+                           f"{env.SAGEMAKER_ROLE.name}")
+    bucket = spec.bucket or env.SAGEMAKER_BUCKET.get() or _remote_bucket(spec.remote)
     if not bucket:
         raise MlreproError(f"no S3 bucket for the job's code and output: pass --bucket or set "
-                           f"{BUCKET_ENV} (or configure a remote)")
+                           f"{env.SAGEMAKER_BUCKET.name} (or configure a remote)")
     if not spec.image_uri:
         version = spec.framework_version or local_framework_version()
         if not version:
@@ -340,8 +331,6 @@ def launch(spec: JobSpec, *, dry_run: bool = False, wait: bool = False,
 def _remote_bucket(remote: str | None) -> str | None:
     if not remote:
         return None
-    from mlrepro.store.s3 import parse_s3_uri
-
     return parse_s3_uri(remote)[0]
 
 
@@ -356,132 +345,5 @@ def spec_for_script(script: str, *, source_dir: str | None = None, **fields) -> 
     return JobSpec(entry_point=entry.replace(os.sep, "/"), source_dir=source_dir, **fields)
 
 
-# -- command line -----------------------------------------------------------------------------
-
-def _pairs(pairs, what) -> dict:
-    from mlrepro.cli import parse_pairs
-
-    return parse_pairs(pairs, what)
-
-
-def _overrides(args) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name in ("instance_type", "instance_count", "image_uri", "framework_version", "region",
-                 "role", "bucket", "checkpoint_s3_uri", "max_wait_seconds"):
-        value = getattr(args, name, None)
-        if value is not None:
-            out[name] = value
-    if args.max_run is not None:
-        out["max_run_seconds"] = args.max_run
-    if args.volume_gb is not None:
-        out["volume_gb"] = args.volume_gb
-    if args.job_name:
-        out["base_job_name"] = args.job_name
-    if args.spot:
-        out["spot"] = True
-    if args.no_bundle:
-        out["bundle_mlrepro"] = False
-    if args.env:
-        out["environment"] = {k: str(v) for k, v in _pairs(args.env, "--env").items()}
-    if args.channel:
-        out["channels"] = {k: str(v) for k, v in _pairs(args.channel, "--channel").items()}
-    return out
-
-
-def cmd_launch(args) -> int:
-    from mlrepro.remote import resolve_remote
-    from mlrepro.store import open_store
-
-    local = open_store(args.store)
-    remote = None
-    if not args.no_remote:
-        try:
-            remote = resolve_remote(local, args.remote)
-        except MlreproError:
-            if args.remote:
-                raise
-    hps = _pairs(args.hp, "--hp")
-    overrides = _overrides(args)
-    if args.from_run:
-        if args.script:
-            raise MlreproError("give either a script or --from RUN, not both")
-        from mlrepro.relaunch import spec_from_run
-
-        work = tempfile.mkdtemp(prefix="mlrepro-relaunch-")
-        try:
-            spec = spec_from_run(local, args.from_run, workdir=work, repo=args.repo,
-                                 remote_uri=remote, hyperparameters=hps, **overrides)
-            spec.remote = remote
-            return _launch_and_say(spec, args)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    if not args.script:
-        raise MlreproError("nothing to launch: give a script (mlrepro launch train.py ...) or "
-                           "--from RUN")
-    if "instance_type" not in overrides:
-        raise MlreproError("no instance type: pass --instance-type, e.g. ml.g5.xlarge")
-    spec = spec_for_script(args.script, source_dir=args.source_dir, hyperparameters=hps,
-                           remote=remote, **overrides)
-    stores = []
-    if not args.dry_run:       # a dry run writes nothing anywhere, not even the patch object
-        stores = [local] + ([open_store(remote)] if remote else [])
-    spec.code = describe_code(spec, stores)
-    return _launch_and_say(spec, args)
-
-
-def _launch_and_say(spec: JobSpec, args) -> int:
-    result = launch(spec, dry_run=args.dry_run, wait=args.wait)
-    if args.dry_run:
-        print(result.to_json())
-        print(f"dry run: nothing was sent to AWS; the job would upload {len(result.uploads)} "
-              f"files (code and SDK drivers) under s3://{result.bucket}/", file=sys.stderr)
-        return 0
-    where = (f"its run is pushed to {spec.remote} while it trains" if spec.remote else
-             f"when it ends, import its run with `mlrepro pull-job {result.job_name}`")
-    print(f"launched {result.job_name}: {spec.instance_count} x {spec.instance_type}"
-          f"{' (spot)' if spec.spot else ''} on {spec.image_uri}; {where}")
-    return 0
-
-
-def register(subparsers, common) -> None:
-    """Add `launch` to the command line."""
-    p = subparsers.add_parser("launch", parents=[common],
-                              help="run a script (or a recorded run again) as a SageMaker job")
-    p.add_argument("script", nargs="?", help="the training script")
-    p.add_argument("--from", dest="from_run", metavar="RUN",
-                   help="launch a recorded run again: its code, params and machines")
-    p.add_argument("--source-dir", help="directory uploaded as the code (default: the script's)")
-    p.add_argument("--instance-type", help="e.g. ml.g5.xlarge")
-    p.add_argument("--instance-count", type=int)
-    p.add_argument("--spot", action="store_true", help="managed spot training")
-    p.add_argument("--hp", action="append", metavar="K=V", help="a hyperparameter")
-    p.add_argument("--channel", action="append", metavar="NAME=S3URI", help="an input channel")
-    p.add_argument("--env", action="append", metavar="K=V", help="a variable for the job")
-    p.add_argument("--image-uri", help="training image (default: the TensorFlow DLC)")
-    p.add_argument("--framework-version", help="TensorFlow version of the DLC "
-                                               "(default: this machine's or the run's)")
-    p.add_argument("--region")
-    p.add_argument("--role", help=f"execution role ARN (default ${ROLE_ENV})")
-    p.add_argument("--bucket", help=f"bucket for code and output (default ${BUCKET_ENV}, "
-                                    "then the remote's bucket)")
-    p.add_argument("--remote", help="remote (name or s3:// URI) the job pushes its run to")
-    p.add_argument("--no-remote", action="store_true",
-                   help="the job writes its run to its output only")
-    p.add_argument("--checkpoint-s3-uri", help="checkpoint location (spot default: per job)")
-    p.add_argument("--max-run", type=int, help=f"seconds (default {DEFAULT_MAX_RUN})")
-    p.add_argument("--max-wait", dest="max_wait_seconds", type=int,
-                   help="seconds to wait for spot capacity + run (default 2 x max-run)")
-    p.add_argument("--volume-gb", type=int)
-    p.add_argument("--job-name", help=f"base job name (default {DEFAULT_BASE_JOB_NAME})")
-    p.add_argument("--repo", help="git checkout holding a recorded run's commit (for --from)")
-    p.add_argument("--no-bundle", action="store_true",
-                   help="do not ship mlrepro with the code (the image has it)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the exact CreateTrainingJob request; send nothing")
-    p.add_argument("--wait", action="store_true", help="wait for the job and stream its logs")
-    p.set_defaults(func=cmd_launch)
-
-
 __all__ = ["JobSpec", "LaunchResult", "launch", "spec_for_script", "image_uri_for",
            "local_framework_version", "stage_code"]
-

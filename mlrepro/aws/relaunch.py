@@ -1,6 +1,6 @@
 """`mlrepro launch --from RUN`: the job spec of a recorded run, to run it again on SageMaker.
 
-The code is rebuilt from the record (`mlrepro.rebuild`): the run's commit and patch,
+The code is rebuilt from the record (`mlrepro.analysis.rebuild`): the run's commit and patch,
 or — for a run recorded inside a job launched by mlrepro, where there is no git
 checkout — the commit and patch the launch recorded in `MLREPRO_LAUNCH`, or at
 least the stored entry point. Hyperparameters come from the job's `SM_HPS`, else
@@ -16,10 +16,13 @@ import json
 import os
 from typing import Any
 
+from mlrepro import env
+from mlrepro.analysis.rebuild import rebuild_code
+from mlrepro.aws.launch import JobSpec
+from mlrepro.capture.redact import REDACTED
 from mlrepro.errors import MlreproError, RunNotFound
-from mlrepro.launch import LAUNCH_ENV
-from mlrepro.run import SEED_ENV
-from mlrepro.sagemaker_env import SM_HPS as HPS_ENV
+from mlrepro.runtime.sagemaker import SM_HPS as HPS_ENV
+from mlrepro.store import ObjectPut, open_store
 
 
 def recorded_hyperparameters(manifest: dict) -> tuple[dict, str]:
@@ -59,9 +62,9 @@ def parse_option_pairs(argv: list[str]) -> dict | None:
 
 def framework_version_of(manifest: dict) -> str | None:
     """TensorFlow's major.minor in the recorded environment."""
-    env = manifest.get("environment") or {}
-    version = (env.get("frameworks") or {}).get("tensorflow")
-    packages = env.get("packages") or {}
+    environment = manifest.get("environment") or {}
+    version = (environment.get("frameworks") or {}).get("tensorflow")
+    packages = environment.get("packages") or {}
     for name in ("tensorflow", "tensorflow-cpu", "tensorflow-gpu"):
         version = version or packages.get(name)
     if not version:
@@ -70,7 +73,7 @@ def framework_version_of(manifest: dict) -> str | None:
 
 
 def _launch_record(manifest: dict) -> dict:
-    value = ((manifest.get("environment") or {}).get("variables") or {}).get(LAUNCH_ENV)
+    value = ((manifest.get("environment") or {}).get("variables") or {}).get(env.LAUNCH.name)
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -96,9 +99,6 @@ def _ensure_object(local, remote_uri: str | None, digest: str | None) -> None:
     """Copy an object the rebuild needs (the patch) from the remote when it is not local."""
     if not digest or local.has_object(digest) or not remote_uri:
         return
-    from mlrepro.store import open_store
-    from mlrepro.store.base import ObjectPut
-
     remote = open_store(remote_uri)
     if remote.has_object(digest):
         local.write_batch([ObjectPut(data=remote.read_object(digest))])
@@ -112,9 +112,6 @@ def spec_from_run(local, ref: str, *, workdir: str, repo: str | None = None,
     Example:
         >>> spec = spec_from_run(store, "a1b2c3", workdir="/tmp/x", instance_count=4)  # doctest: +SKIP
     """
-    from mlrepro.launch import JobSpec
-    from mlrepro.rebuild import rebuild_code
-
     try:
         run_id = local.resolve(ref)
     except RunNotFound:
@@ -135,8 +132,6 @@ def spec_from_run(local, ref: str, *, workdir: str, repo: str | None = None,
     entry = os.path.relpath(rebuilt.entry, source_dir).replace(os.sep, "/")
     hps, where = recorded_hyperparameters(manifest)
     hps.update(hyperparameters or {})
-    from mlrepro.capture.redact import REDACTED
-
     secret = [k for k, v in hps.items() if REDACTED in json.dumps(v)]
     if secret:
         raise MlreproError(f"hyperparameter {secret[0]!r} of run {run_id} was redacted as a "
@@ -158,7 +153,7 @@ def spec_from_run(local, ref: str, *, workdir: str, repo: str | None = None,
     environment = dict(overrides.pop("environment", None) or {})
     determinism = manifest.get("determinism") or {}
     if determinism.get("seed_generated") and manifest.get("seed") is not None:
-        environment.setdefault(SEED_ENV, str(manifest["seed"]))   # the same generated seed
+        environment.setdefault(env.SEED.name, str(manifest["seed"]))   # the same generated seed
     if determinism.get("python_hash_seed") is not None:
         environment.setdefault("PYTHONHASHSEED", str(determinism["python_hash_seed"]))
     fields["environment"] = environment

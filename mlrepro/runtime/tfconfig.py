@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 from typing import Mapping, Sequence
 
+from mlrepro import env
+
 TF_CONFIG_ENV = "TF_CONFIG"
-PORT_ENV = "MLREPRO_TF_PORT"              # port of every worker when built from host names
-ADDRESSES_ENV = "MLREPRO_HOST_ADDRESSES"  # host=addr:port,... : several "hosts" on one machine
-SOURCE_ENV = "MLREPRO_TF_CONFIG_SOURCE"   # set beside a TF_CONFIG mlrepro built: its launcher
-DEFAULT_PORT = 2222
+ADDRESSES_ENV = env.HOST_ADDRESSES.name   # host=addr:port,... : several "hosts" on one machine
+DEFAULT_PORT = env.TF_PORT.default
 TRAINING_TASKS = ("chief", "worker")      # the tasks that train; ps/evaluator do not
 
 

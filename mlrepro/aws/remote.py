@@ -11,18 +11,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from mlrepro import record
-from mlrepro.errors import MlreproError, StoreError
-from mlrepro.store import Store, open_store
+from mlrepro import env, record
+from mlrepro.errors import MlreproError
+from mlrepro.store import Store
 from mlrepro.store.base import objects_of
 from mlrepro.store.files import atomic_write_json
+from mlrepro.store.s3 import S3Store
 from mlrepro.store.transfer import CopyReport, copy_run
 
-REMOTE_ENV = "MLREPRO_REMOTE"        # a remote's name or URI: the default remote
 REMOTES_FILE = "remotes.json"        # in the local store's root: {"remotes": {...}, "default": ...}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
@@ -30,7 +29,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 # -- named remotes -------------------------------------------------------------------------
 
 def _root(local: Store) -> str:
-    root = getattr(local, "root", None)
+    root = local.root
     if root is None:
         raise MlreproError(f"remotes are named in a local store, not in {local.uri}: "
                            "give --store a directory")
@@ -64,8 +63,6 @@ def add_remote(local: Store, name: str, uri: str, *, default: bool = False) -> d
                            "e.g. `mlrepro remote add team s3://bucket/prefix`")
     if not uri.startswith("s3://"):
         raise MlreproError(f"remote URI {uri!r} is not an S3 URI: use s3://bucket/prefix")
-    from mlrepro.store.s3 import S3Store
-
     canonical = S3Store(uri).uri          # validates: bucket name, no credentials, no query
     data = load_remotes(local)
     data["remotes"][name] = {"uri": canonical}
@@ -90,9 +87,8 @@ def remove_remote(local: Store, name: str) -> dict:
 def resolve_remote(local: Store | None, name_or_uri: str | None = None,
                    environ: Mapping[str, str] | None = None) -> str:
     """The URI of the remote to use: the argument, else `$MLREPRO_REMOTE`, else the default."""
-    environ = os.environ if environ is None else environ
-    wanted = name_or_uri or environ.get(REMOTE_ENV) or None
-    data = load_remotes(local) if local is not None and getattr(local, "root", None) else \
+    wanted = name_or_uri or env.REMOTE.get(environ)
+    data = load_remotes(local) if local is not None and local.root is not None else \
         {"remotes": {}, "default": None}
     if wanted:
         if wanted.startswith("s3://"):
@@ -198,117 +194,3 @@ def pull(local: Store, remote: Store, run_ids: list[str] | None = None) -> Trans
 def sync(local: Store, remote: Store) -> tuple[TransferSummary, TransferSummary]:
     """Push what the remote lacks, then pull what the local store lacks."""
     return push(local, remote), pull(local, remote)
-
-
-# -- command line ------------------------------------------------------------------------------
-
-def _local(args) -> Store:
-    store = open_store(args.store)
-    if getattr(store, "root", None) is None:
-        raise MlreproError(f"--store {store.uri} is not a local store: push and pull move runs "
-                           "between a local directory and a remote; give --store a directory")
-    return store
-
-
-def _remote(args, local: Store) -> Store:
-    return open_store(resolve_remote(local, getattr(args, "remote", None)))
-
-
-def _report(summary: TransferSummary, verb: str, where: str) -> int:
-    for run_id, problem in summary.problems:
-        print(f"skipped {run_id}: {problem}", file=sys.stderr)
-    print(summary.line(verb, where))
-    return 1 if summary.problems else 0
-
-
-def cmd_remote_add(args) -> int:
-    data = add_remote(_local(args), args.name, args.uri, default=args.default)
-    mark = " (default)" if data["default"] == args.name else ""
-    print(f"remote {args.name} -> {data['remotes'][args.name]['uri']}{mark}")
-    return 0
-
-
-def cmd_remote_list(args) -> int:
-    data = load_remotes(_local(args))
-    if not data["remotes"]:
-        print("no remotes: add one with `mlrepro remote add NAME s3://bucket/prefix`")
-        return 0
-    for name in sorted(data["remotes"]):
-        mark = "  (default)" if name == data.get("default") else ""
-        print(f"{name}\t{data['remotes'][name]['uri']}{mark}")
-    return 0
-
-
-def cmd_remote_remove(args) -> int:
-    remove_remote(_local(args), args.name)
-    print(f"removed remote {args.name}")
-    return 0
-
-
-def cmd_push(args) -> int:
-    local = _local(args)
-    remote = _remote(args, local)
-    return _report(push(local, remote, args.runs or None), "pushed", f"to {remote.uri}")
-
-
-def cmd_pull(args) -> int:
-    local = _local(args)
-    remote = _remote(args, local)
-    return _report(pull(local, remote, args.runs or None), "pulled", f"from {remote.uri}")
-
-
-def cmd_sync(args) -> int:
-    local = _local(args)
-    remote = _remote(args, local)
-    pushed, pulled = sync(local, remote)
-    code = _report(pushed, "pushed", f"to {remote.uri}")
-    return max(code, _report(pulled, "pulled", f"from {remote.uri}"))
-
-
-def cmd_pull_job(args) -> int:
-    from mlrepro.job_output import import_job_output
-
-    local = _local(args)
-    summary, sources = import_job_output(args.source, local)
-    if not sources:
-        raise StoreError(f"no mlrepro runs found in {args.source}: the job wrote none, or "
-                         "its output is elsewhere (give the job's output.tar.gz or model.tar.gz)")
-    return _report(summary, "imported", f"from {', '.join(sources)}")
-
-
-def register(subparsers, common) -> None:
-    """Add `remote`, `push`, `pull`, `sync` and `pull-job` to the command line."""
-    p = subparsers.add_parser("remote", parents=[common], help="name S3 remotes")
-    sub = p.add_subparsers(dest="remote_verb", parser_class=type(p))
-    a = sub.add_parser("add", parents=[common], help="name an S3 remote")
-    a.add_argument("name")
-    a.add_argument("uri", help="s3://bucket/prefix (credentials come from the boto3 chain)")
-    a.add_argument("--default", action="store_true", help="make it the default remote")
-    a.set_defaults(func=cmd_remote_add)
-    a = sub.add_parser("list", parents=[common], help="list remotes")
-    a.set_defaults(func=cmd_remote_list)
-    a = sub.add_parser("remove", parents=[common], help="forget a remote")
-    a.add_argument("name")
-    a.set_defaults(func=cmd_remote_remove)
-
-    def with_remote(parser):
-        parser.add_argument("--remote", help="remote name or s3:// URI (default: "
-                                             f"${REMOTE_ENV}, then the default remote)")
-        return parser
-
-    p = with_remote(subparsers.add_parser("push", parents=[common],
-                                          help="send runs to the remote"))
-    p.add_argument("runs", nargs="*", help="run ids or prefixes (default: every local run)")
-    p.set_defaults(func=cmd_push)
-    p = with_remote(subparsers.add_parser("pull", parents=[common],
-                                          help="fetch runs from the remote"))
-    p.add_argument("runs", nargs="*", help="run ids or prefixes (default: every remote run)")
-    p.set_defaults(func=cmd_pull)
-    p = with_remote(subparsers.add_parser("sync", parents=[common],
-                                          help="push then pull everything that differs"))
-    p.set_defaults(func=cmd_sync)
-    p = subparsers.add_parser("pull-job", parents=[common],
-                              help="import the runs a SageMaker job wrote to its output")
-    p.add_argument("source", help="s3://.../output/ (or .../output.tar.gz, .../model.tar.gz), "
-                                  "a local tar.gz or directory, or a training job name")
-    p.set_defaults(func=cmd_pull_job)

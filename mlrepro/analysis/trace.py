@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tarfile
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
 
 from mlrepro.capture.data import file_digest
-from mlrepro.errors import CheckFailed, MlreproError
+from mlrepro.errors import MlreproError
 from mlrepro.record import EMBEDDED_RUN_FILE, tree_digest
-from mlrepro.show import short, when
+from mlrepro.compare.text import short, when
 
 MAX_MEMBER_FILES = 5000
 MAX_PARENT_DEPTH = 20
@@ -311,34 +310,3 @@ def trace_text(result: dict) -> str:
         out.append(f"embedded run id {emb['run_id']} ({emb['found_in']}, store "
                    f"{emb.get('store')}) is not in {result['store']}: pull it or pass --store")
     return "\n".join(out)
-
-
-def cmd_trace(args) -> int:
-    from mlrepro.cli import _store
-
-    store = _store(args)
-    result = trace_path(store, args.path)
-    if args.json:
-        json.dump(result, sys.stdout, indent=1, sort_keys=True, default=str)
-        sys.stdout.write("\n")
-    if not result["runs"]:
-        if not args.json:
-            print(trace_text(result))
-        what = f"sha256 {result['digest'][:16]}" if result["digest"] else "its files"
-        raise CheckFailed(f"no run in {store.uri} logged {args.path} ({what}): log it with "
-                          "run.log_artifact (or ReproCallback), or pass the --store that holds "
-                          "its run")
-    if not args.json:
-        print(trace_text(result))
-    return 0
-
-
-def register(subparsers, common) -> None:
-    """Add `mlrepro trace` to the command line."""
-    p = subparsers.add_parser("trace", parents=[common], help="find the run that produced a file",
-                              description="Find the run that produced a model file, export "
-                                          "directory, SageMaker model.tar.gz or any artifact, "
-                                          "and print its lineage: code, data, params, parents.")
-    p.add_argument("path", help="a file, directory, .keras file or model.tar.gz")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=cmd_trace)

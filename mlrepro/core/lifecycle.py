@@ -16,9 +16,10 @@ import threading
 import traceback
 from typing import Any
 
-from mlrepro import record
-from mlrepro import run as run_mod
-from mlrepro.run import active_runs
+from mlrepro import env, record
+from mlrepro.core.registry import active_runs
+
+FINISH_TIMEOUT = 5.0   # seconds a run may take to write its last records when it ends
 
 _hooks_installed = False
 _previous_handlers: dict[int, Any] = {}
@@ -57,14 +58,14 @@ def install() -> None:
 
 
 def _on_signal(signum, frame) -> None:
-    spot = os.environ.get(run_mod.SPOT_ENV, "") in ("1", "true", "yes")
+    spot = env.SPOT.get()
     name = signal.Signals(signum).name
     runs = active_runs()
     for run in runs:
-        run_spot = spot or bool(getattr(run._runtime, "spot", False))
+        run_spot = spot or bool(getattr(run.runtime, "spot", False))
         status = record.PREEMPTED if (run_spot and signum == signal.SIGTERM) else record.KILLED
         try:
-            run.finish(status, error=f"received {name}", timeout=run_mod.FINISH_TIMEOUT)
+            run.finish(status, error=f"received {name}", timeout=FINISH_TIMEOUT)
         except Exception:  # noqa: BLE001
             pass
     previous = _previous_handlers.get(signum)

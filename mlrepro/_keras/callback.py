@@ -1,0 +1,575 @@
+"""`ReproCallback`: record a Keras training run by adding one callback to `model.fit`.
+
+Works with Keras 3 on any backend (TensorFlow is the main lane) and with tf_keras
+(Keras 2, `TF_USE_LEGACY_KERAS=1`): the same class speaks both callback protocols.
+Importing this module imports Keras (whichever this process uses), never at
+`import mlrepro`.
+
+Accelerators and host syncs: batch-level logging never forces a per-step
+device-to-host copy. The batch hook returns after one integer test on all but
+every `log_every_n_steps`-th step (default 50) and never touches a tensor on
+those. On Keras 3 the callback is `async_safe`, so Keras keeps dispatching batch
+hooks on its callback thread: the values it hands over are already host floats
+and the training loop never waits for us. On tf_keras the callback accepts
+tensor logs (`_supports_tf_logs`), so Keras does not convert logs to NumPy on
+every step for us; we convert only on the logged steps. Epoch-level values
+(metrics, learning rate) are read once per epoch, when Keras has synced anyway.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+import types
+import weakref
+from typing import Any, Iterable, Mapping
+
+from mlrepro._keras import arguments as _arguments
+from mlrepro._keras import chief as _chief
+from mlrepro._keras import checkpoint as _ckpt
+from mlrepro._keras import datafp as _datafp
+from mlrepro._keras import exactness as _exactness
+from mlrepro._keras import facts as _facts
+from mlrepro._keras import export as _export
+from mlrepro._keras import fitargs as _fitargs
+from mlrepro._keras import flavour as _flavour
+from mlrepro._keras import order as _order
+from mlrepro._keras import params as _params
+from mlrepro._keras import pipeline as _pipeline
+from mlrepro._keras import runfile as _runfile
+from mlrepro._keras import seeding as _seeding
+from mlrepro._keras import tensorboard as _tb
+from mlrepro._keras.order import deterministic_dataset
+from mlrepro.core import active_run, start_run
+from mlrepro.errors import warn as _warn
+from mlrepro.runtime.strategy import check_workers
+
+__all__ = ["ReproCallback", "deterministic_dataset", "DEFAULT_LOG_EVERY_N_STEPS"]
+
+DEFAULT_LOG_EVERY_N_STEPS = 50
+CHECKPOINT_EVERY_EPOCH = _arguments.CHECKPOINT_EVERY_EPOCH
+LOCAL_CHECKPOINT_ROOT = "checkpoints"          # when mlrepro.runtime gives none
+CHECKPOINT_SUBDIR = "mlrepro-{project}"        # inside the runtime's checkpoint dir
+BATCH_PREFIX = "batch/"
+EXPORT_FLUSH_TIMEOUT = 120.0
+RESUME_SECTION = "resume"
+DETERMINISM_SECTION = "determinism"
+# Metrics that measure wall time: they differ between otherwise identical runs.
+TIME_METRICS = ("epoch_time_s", "train_time_s", "examples_per_s", "steps_per_s")
+WARNINGS_PER_HOOK = 3  # a hook failing on every step warns this often, then counts silently
+
+_Base = _flavour.callback_base()
+
+
+def _default_hook(self, *args, **kwargs):
+    """A hook that does nothing; Keras skips callbacks whose hooks are all like this."""
+
+
+_default_hook._is_default = True
+
+
+class ReproCallback(_Base):
+    """Record a Keras `fit` run: params, metrics, data, checkpoints, exports, TensorBoard.
+
+    Starts a run in `on_train_begin` unless one is active (`mlrepro.active_run()`),
+    and finishes only a run it started: `finished` at the end of `fit`, `failed`
+    (or `killed` on Ctrl-C) when `fit` raises. A restarted job that finds an
+    unfinished run beside its checkpoints continues that run as a new attempt from
+    its last checkpoint. Tracking problems become `MlreproWarning`s; they never
+    fail `fit`.
+
+    Args:
+        project: the run's project (a plain name).
+        store: where runs are recorded (path or `s3://`); default `$MLREPRO_STORE`,
+            the runtime's store, or `./mlrepro-runs`.
+        name: a human name for the run.
+        params: your hyperparameters, recorded as the run's params.
+        tags: free-form labels.
+        seed: seed Python, NumPy, TensorFlow and Keras now (create the callback before
+            the model for seeded initial weights).
+        deterministic: also enable TensorFlow op determinism (implies a seed; one is
+            drawn and recorded if none is given).
+        log_every_n_steps: log batch metrics every N steps (0: epoch metrics only).
+        checkpoint: checkpoint directory (and where the run id is kept for restarts);
+            default `<runtime checkpoint dir>/mlrepro-<project>`; False disables
+            checkpoints and resume.
+        checkpoint_every: `"epoch"` or every N epochs.
+        keep_checkpoints: how many checkpoints to keep on disk (all are in the store).
+        export: formats written at the end, from `("keras", "saved_model")`; False: none.
+        tensorboard: write TensorBoard scalars and hparams under the run (local stores).
+
+    Example:
+        >>> import keras, numpy as np, mlrepro.keras
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> cb = mlrepro.keras.ReproCallback(project="demo", checkpoint=False, export=False)
+        >>> _ = model.fit(np.zeros((8, 4)), np.zeros(8), epochs=1, verbose=0, callbacks=[cb])
+        >>> cb.run.status
+        'finished'
+    """
+
+    async_safe = True  # Keras 3: our batch hook is thread-safe; keep Keras' async dispatch
+
+    def __init__(self, project: str = "default", *, store: Any = None, name: str | None = None,
+                 params: Mapping | None = None, tags: Mapping | None = None,
+                 seed: int | None = None, deterministic: bool = False,
+                 log_every_n_steps: int = DEFAULT_LOG_EVERY_N_STEPS,
+                 checkpoint: "str | os.PathLike | bool | None" = None,
+                 checkpoint_every: "str | int" = CHECKPOINT_EVERY_EPOCH,
+                 keep_checkpoints: int = 2,
+                 export: "Iterable[str] | bool | None" = _export.FORMATS,
+                 tensorboard: bool = True):
+        super().__init__()
+        self._supports_tf_logs = True  # tf_keras: tensors on batch hooks, read every N steps
+        _arguments.validate(project, seed, log_every_n_steps, checkpoint, checkpoint_every,
+                            keep_checkpoints)
+        self.project = project
+        self._store = store
+        self._name = name
+        self._user_params = dict(params or {})
+        self._tags = dict(tags or {})
+        self._every = int(log_every_n_steps)
+        self._checkpoint_arg = checkpoint
+        self._checkpoint_every = 1 if checkpoint_every == CHECKPOINT_EVERY_EPOCH \
+            else int(checkpoint_every)
+        self._keep = int(keep_checkpoints)
+        self._formats = _arguments.export_formats(export)
+        self._tensorboard = bool(tensorboard)
+        self._seed_record = _seeding.apply_now(seed, deterministic)
+        self.run: Any = None
+        self._reset()
+        if self._every == 0:  # let Keras skip our batch hooks entirely
+            self.on_train_batch_end = types.MethodType(_default_hook, self)
+
+    # -- state ------------------------------------------------------------------------------
+    def _reset(self) -> None:
+        self._owns_run = False
+        self._writes = False
+        self._ckpt_dir: str | None = None
+        self._step0 = 0                   # global step at the start of the current epoch
+        self._epoch = 0
+        self._batch = -1
+        self._t_epoch = 0.0
+        self._t_train_end: float | None = None
+        self._examples_per_epoch: int | None = None
+        self._tb_writer = None
+        self._tb_points: list = []
+        self._batch_names: dict = {}
+        self._train_ended = False
+        self._finalizer = None
+        self._last_epoch: int | None = None
+        self._temp_dirs: list[str] = []
+        self._failures: dict[str, int] = {}
+
+    # -- Keras hooks --------------------------------------------------------------------------
+    def on_train_begin(self, logs=None):
+        try:
+            self._begin()
+        except Exception as exc:  # noqa: BLE001 - tracking never fails fit
+            if self.run is None:
+                self.run = _NullRun()
+            self._hook_failed("on_train_begin", exc)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._batch = -1
+        self._t_train_end = None
+        self._t_epoch = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        try:
+            if batch > self._batch:
+                self._batch = batch
+            step = self._step0 + batch + 1
+            if step % self._every or not logs:
+                return
+            names = self._batch_names
+            values = {}
+            for key, value in logs.items():
+                name = names.get(key)
+                if name is None:
+                    name = names[key] = BATCH_PREFIX + key
+                values[name] = value
+            self.run.log_metrics(values, step=step, epoch=self._epoch)
+            if self._tb_writer is not None:
+                self._tb_points.append((step, values))
+        except Exception as exc:  # noqa: BLE001
+            self._hook_failed("on_train_batch_end", exc)
+
+    def on_test_begin(self, logs=None):
+        if self._t_train_end is None:
+            self._t_train_end = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        try:
+            self._end_epoch(epoch, logs or {})
+        except Exception as exc:  # noqa: BLE001
+            self._hook_failed("on_epoch_end", exc)
+
+    def on_train_end(self, logs=None):
+        try:
+            self._end()
+        except Exception as exc:  # noqa: BLE001
+            self._hook_failed("on_train_end", exc)
+
+    # -- tf_keras protocol (when the base class is Keras 3's) -------------------------------
+    def _implements_train_batch_hooks(self) -> bool:
+        return not getattr(self.on_train_batch_end, "_is_default", False)
+
+    def _implements_test_batch_hooks(self) -> bool:
+        return False
+
+    def _implements_predict_batch_hooks(self) -> bool:
+        return False
+
+    # -- begin --------------------------------------------------------------------------------
+    def _begin(self) -> None:
+        self._reset()
+        self.run = None
+        model = self.model
+        fit = _fitargs.find(model)
+        runtime = _runtime()
+        self._writes = _chief.is_chief(model, runtime)
+        info = None
+        self._ckpt_dir = self._checkpoint_dir(runtime)
+        if self._ckpt_dir is not None:
+            info = _runfile.read(self._ckpt_dir)
+            if _runfile.held_by_live_process(info):
+                _warn(f"mlrepro: another process (pid {info.get('pid')}) is training into "
+                      f"{self._ckpt_dir}; this run takes no checkpoints: pass "
+                      "ReproCallback(checkpoint=...) a directory of its own")
+                self._ckpt_dir, info = None, None
+        resumable = _runfile.resumable(info, self.project)
+        active = active_run()
+        if active is not None:
+            self.run, self._owns_run = active, False
+            if self._user_params:
+                active.log_params(self._user_params)
+        else:
+            store = self._store if self._store is not None else (
+                info.get("store") if resumable else None)
+            self.run = start_run(
+                self.project, name=self._name, params=self._user_params, tags=self._tags,
+                store=store, run_id=info["run_id"] if resumable else None,
+                write=self._writes, runtime=runtime)
+            self._owns_run = True
+        run = self.run
+        self._writes = self._writes and getattr(run, "writes", True)
+        self._watch_fit(fit)
+        self._stage("determinism", lambda: self._record_determinism(model))
+        self._stage("check_workers", lambda: _check_workers(run, model))
+        restored = None
+        if self._ckpt_dir is not None:
+            if self._writes and info is not None and not resumable:
+                _ckpt.remove_all(self._ckpt_dir)  # a finished run's checkpoints
+            if self._writes:
+                self._stage("run file", lambda: self._write_runfile(_runfile.RUNNING))
+            self._stage("optimizer build", lambda: _flavour.build_optimizer(model))
+            if resumable:
+                restored = self._stage("restore", lambda: self._restore(model))
+        initial = (restored or {}).get("next_epoch", int(fit.arguments.get("initial_epoch") or 0))
+        self._stage("input order", lambda: _order.set_epoch(initial))
+        auto = self._stage("params", lambda: self._record_params(model, fit)) or {}
+        pipes = self._stage("data", lambda: self._record_data(fit)) or {}
+        self._stage("resume", lambda: self._record_resume(model, fit, pipes, restored))
+        self._examples_per_epoch = _fitargs.examples_per_epoch(fit, self.params.get("steps"))
+        if self._tensorboard and self._writes:
+            self._stage("tensorboard", lambda: self._open_tensorboard(auto))
+
+    def _stage(self, what: str, fn):
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - one stage failing costs that stage only
+            self._hook_failed(f"on_train_begin ({what})", exc)
+            return None
+
+    def _checkpoint_dir(self, runtime: Any) -> str | None:
+        arg = self._checkpoint_arg
+        if arg is False:
+            return None
+        if arg is not None and arg is not True:
+            return os.path.abspath(os.fspath(arg))
+        root = getattr(runtime, "checkpoint_dir", None) or LOCAL_CHECKPOINT_ROOT
+        return os.path.abspath(os.path.join(root, CHECKPOINT_SUBDIR.format(project=self.project)))
+
+    def _write_runfile(self, status: str, latest: str | None = None) -> None:
+        if self._ckpt_dir is None or not self._writes:
+            return
+        current = _runfile.read(self._ckpt_dir) or {}
+        store = getattr(getattr(self.run, "store", None), "uri", None)
+        _runfile.write(self._ckpt_dir, run_id=self.run.id, project=self.project, store=store,
+                       status=status, latest=latest or current.get("latest"))
+
+    def _restore(self, model: Any) -> dict | None:
+        path = _ckpt.latest(self._ckpt_dir)
+        if path is None:
+            return None
+        try:
+            meta = _ckpt.restore(model, path)
+        except _ckpt.CheckpointMismatch as exc:
+            self._hook_failed("restore", RuntimeError(
+                f"checkpoint {path} does not fit this model ({exc}); training starts afresh"))
+            return None
+        epoch = int(meta["epoch"])
+        _flavour.set_initial_epoch(model, epoch + 1)
+        self._step0 = int(meta["global_step"])
+        self._last_epoch = epoch  # a restart after the last epoch still exports
+        restored = {"checkpoint": os.path.basename(path), "epoch": epoch,
+                    "next_epoch": epoch + 1, "global_step": self._step0,
+                    "weights_digest": meta.get("weights_digest"),
+                    "from_run": meta.get("run_id"), "attempt": self.run.attempt}
+        self.run.event("restored", **restored)
+        return restored
+
+    def _watch_fit(self, fit: _fitargs.FitCall) -> None:
+        """Learn that `fit` raised: its CallbackList dies without `on_train_end`."""
+        if not self._owns_run or fit.callback_list is None:
+            return
+        self._finalizer = weakref.finalize(fit.callback_list, _fit_gone, weakref.ref(self))
+        self._finalizer.atexit = False  # at exit, mlrepro.core.run's own hook knows the exception
+
+    def _record_determinism(self, model: Any) -> None:
+        run = self.run
+        record = dict(run.section(DETERMINISM_SECTION) or {})
+        rec = self._seed_record
+        if rec.get("applied"):
+            record.update(seed=rec.get("seed"), deterministic=rec.get("deterministic"),
+                          applied=rec.get("applied"), applied_by="ReproCallback.__init__")
+            if rec.get("seed_generated"):
+                record["seed_generated"] = True
+            run.set_section("seed", rec.get("seed"))
+        determinism = _seeding.op_determinism()
+        if determinism is not None:
+            record["op_determinism"] = determinism
+        record["model_built_before_seed"] = bool(rec.get("model_existed"))
+        record["initial_weights_digest"] = _ckpt.weights_digest(model)
+        run.set_section(DETERMINISM_SECTION, record)
+
+    def _record_params(self, model: Any, fit: _fitargs.FitCall) -> dict:
+        auto, texts = _params.collect(model, fit.arguments, self.params)
+        if not fit.found:
+            auto["fit"]["note"] = "fit's frame was not found; only Keras' params are known"
+        self.run.log_params(auto, auto=True)
+        if self._writes and "model_config.json" in texts and \
+                "config" not in (auto.get("model") or {}):
+            self._log_text_artifact("model_config.json", texts["model_config.json"])
+        return auto
+
+    def _log_text_artifact(self, name: str, text: str) -> None:
+        directory = tempfile.mkdtemp(prefix="mlrepro-keras-")
+        self._temp_dirs.append(directory)
+        path = os.path.join(directory, name)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        self.run.log_artifact(path, name=name)
+
+    def _record_data(self, fit: _fitargs.FitCall) -> dict:
+        pipes = {}
+        inputs = {"train": (fit.x, fit.y, fit.sample_weight)}
+        if fit.validation is not None:
+            val = fit.validation
+            if _pipeline.is_dataset(val) or not isinstance(val, (tuple, list)):
+                inputs["validation"] = (val, None, None)
+            else:
+                val = tuple(val) + (None,) * (3 - len(val))
+                inputs["validation"] = val[:3]
+        if not fit.found:
+            return pipes
+        for role, (x, y, sw) in inputs.items():
+            pipe = _pipeline.analyze(x) if _pipeline.is_dataset(x) else None
+            pipes[role] = pipe
+            self.run.log_data(role, _datafp.fingerprint(x, y, sw, role=role, pipe=pipe))
+        return pipes
+
+    def _record_resume(self, model: Any, fit: _fitargs.FitCall, pipes: dict,
+                       restored: dict | None) -> None:
+        facts = _facts.gather(model, fit, pipes, self._seed_record)
+        verdict = _exactness.judge(facts)
+        verdict.update(checkpoint_dir=self._ckpt_dir,
+                       checkpoint_every=self._checkpoint_every if self._ckpt_dir else None,
+                       restored=restored, attempt=self.run.attempt)
+        if self._ckpt_dir is None:
+            verdict["reasons"] = list(verdict["reasons"]) + ["checkpoints are off"]
+            verdict["exact"] = False
+        self.run.set_section(RESUME_SECTION, verdict)
+
+    def _open_tensorboard(self, auto: dict) -> None:
+        logdir = _tb.logdir_for(self.run)
+        if logdir is None:
+            return
+        if not _tb.available():
+            self._hook_failed("on_train_begin (tensorboard)", RuntimeError(
+                "TensorBoard is not installed, so no event files are written: "
+                "pip install tensorboard, or pass tensorboard=False"))
+            return
+        self._tb_writer = _tb.EventWriter(logdir)
+        self.run.add_observer(self._tb_writer)   # closes the event file if the run ends first
+        user = dict(self.run.section("params") or {})
+        self._tb_writer.hparams(_params.hparams(user, auto), trial_id=self.run.id)
+
+    # -- epochs ---------------------------------------------------------------------------------
+    def _end_epoch(self, epoch: int, logs: Mapping) -> None:
+        now = time.perf_counter()
+        run = self.run
+        steps = self._batch + 1 if self._batch >= 0 else int(self.params.get("steps") or 0)
+        step = self._step0 + steps
+        elapsed = now - self._t_epoch
+        train_time = (self._t_train_end or now) - self._t_epoch
+        values = dict(logs)
+        lr = _params.learning_rate(self.model)
+        if lr is not None:
+            values["lr"] = lr
+        values["epoch_time_s"] = elapsed
+        values["train_time_s"] = train_time
+        if train_time > 0:
+            if self._examples_per_epoch:
+                values["examples_per_s"] = self._examples_per_epoch / train_time
+            if steps:
+                values["steps_per_s"] = steps / train_time
+        run.log_metrics(values, step=step, epoch=epoch)
+        self._step0 = step
+        self._last_epoch = epoch
+        if self._tb_writer is not None:
+            points, self._tb_points = self._tb_points, []
+            points.append((step, values))
+            # Encoded and written on the run's writer thread, not in the training loop.
+            tb = self._tb_writer
+            run.after_writes(lambda: tb.scalars(points))
+        if self._ckpt_dir is not None and self._writes and \
+                (epoch + 1) % self._checkpoint_every == 0:
+            self._stage_epoch("checkpoint", lambda: self._save_checkpoint(epoch, step))
+        _order.set_epoch(epoch + 1)
+        run.write_soon()
+
+    def _stage_epoch(self, what: str, fn) -> None:
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001
+            self._hook_failed(f"on_epoch_end ({what})", exc)
+
+    def _save_checkpoint(self, epoch: int, step: int) -> None:
+        run = self.run
+        path = _ckpt.save(self.model, self._ckpt_dir, epoch=epoch, global_step=step,
+                          extra={"run_id": run.id, "attempt": run.attempt,
+                                 "project": self.project})
+        run.log_artifact(path, name=f"checkpoints/epoch-{epoch + 1:05d}",
+                         meta={"epoch": epoch, "global_step": step})
+        self._write_runfile(_runfile.RUNNING, latest=os.path.basename(path))
+        directory, keep = self._ckpt_dir, self._keep
+        run.after_writes(lambda: _ckpt.prune(directory, keep))
+
+    # -- end -------------------------------------------------------------------------------------
+    def _end(self) -> None:
+        self._train_ended = True
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        run = self.run
+        if run is None:
+            return
+        if self._writes and self._formats and self._last_epoch is not None:
+            self._stage_end("export", self._export_model)
+        if self._tb_writer is not None:
+            run.after_writes(self._tb_writer.close)  # after the scalars queued before it
+        _flavour.clear_initial_epoch(self.model)
+        self._stage_end("run file", lambda: self._write_runfile(_runfile.FINISHED))
+        for directory in self._temp_dirs:
+            run.after_writes(lambda d=directory: shutil.rmtree(d, ignore_errors=True))
+        if self._owns_run:
+            run.finish("finished")
+
+    def _stage_end(self, what: str, fn) -> None:
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001
+            self._hook_failed(f"on_train_end ({what})", exc)
+
+    def _export_model(self) -> None:
+        run, model = self.run, self.model
+        directory = tempfile.mkdtemp(prefix="mlrepro-export-")
+        self._temp_dirs.append(directory)
+        meta = {"epoch": self._last_epoch, "global_step": self._step0,
+                "weights_digest": _ckpt.weights_digest(model)}
+        writers = {"keras": (_export.save_keras, _export.KERAS_FILE),
+                   "saved_model": (_export.save_saved_model, _export.SAVED_MODEL_DIR)}
+        for fmt in self._formats:
+            save, name = writers[fmt]
+            try:
+                path = save(model, directory, run)
+            except Exception as exc:  # noqa: BLE001 - e.g. a model Keras cannot serialize
+                self._hook_failed(f"on_train_end (export {fmt})", exc)
+                continue
+            run.log_artifact(path, name=name, meta={**meta, "format": fmt})
+        run.flush(EXPORT_FLUSH_TIMEOUT)
+
+    # -- failures --------------------------------------------------------------------------------
+    def _hook_failed(self, hook: str, exc: BaseException) -> None:
+        count = self._failures[hook] = self._failures.get(hook, 0) + 1
+        if count > WARNINGS_PER_HOOK:
+            return
+        message = f"ReproCallback.{hook} failed: {exc!r}; training continues"
+        if count == WARNINGS_PER_HOOK:
+            message += " (further failures of this hook are not reported)"
+        try:
+            if self.run is not None:
+                self.run.warn(message)
+            else:
+                _warn("mlrepro: " + message)
+        except Exception:  # noqa: BLE001 - warnings turned into errors must not reach fit
+            pass
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+class _NullRun:
+    """Stands in when no run could be started: every call does nothing."""
+
+    id = None
+    writes = False
+    attempt = 0
+    store = None
+    path = None
+    runtime = None
+    status = "unrecorded"
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+    def warn(self, message: str) -> None:
+        _warn("mlrepro: " + message)
+
+    def after_writes(self, action) -> None:
+        action()
+
+
+def _fit_gone(ref) -> None:
+    """Called when fit's CallbackList is collected; if on_train_end never ran, fit raised."""
+    self = ref()
+    if self is None or self._train_ended or not self._owns_run or self.run is None:
+        return
+    exc = sys.exc_info()[1]  # set when fit's frames die inside an except block
+    status = "killed" if isinstance(exc, KeyboardInterrupt) else "failed"
+    detail = (f"{type(exc).__name__}: {exc}" if exc is not None else
+              "the caller handled the exception, so its message is not visible here")
+    try:
+        if self._tb_writer is not None:
+            self.run.after_writes(self._tb_writer.close)
+        _flavour.clear_initial_epoch(self.model)
+        self.run.finish(status, error=f"model.fit raised before on_train_end ({detail})")
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _runtime():
+    try:
+        from mlrepro import runtime
+
+        return runtime.detect()
+    except Exception:  # noqa: BLE001 - runtime detection is descriptive only
+        return None
+
+
+def _check_workers(run: Any, model: Any) -> None:
+    check_workers(run, getattr(model, "distribute_strategy", None))

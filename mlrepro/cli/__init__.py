@@ -1,0 +1,75 @@
+"""The `mlrepro` command line. Exit codes: 0 ok, 1 a failed check, 2 bad input.
+
+argparse only: one module per noun registers its sub-commands and turns the
+parsed arguments into plain values for the library functions it calls. Only
+`main` maps `MlreproError`s to exit codes and one-line messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+from mlrepro import env
+from mlrepro.cli import diff, launch, remote, report, reproduce, runs, store, trace
+from mlrepro.cli.args import STORE_HELP, Parser, parse_pairs, parse_value
+from mlrepro.errors import MlreproError
+from mlrepro.store import default_store_uri
+
+# The nouns, in the order `mlrepro --help` lists their verbs.
+NOUNS = (runs, store, diff, report, trace, reproduce, remote, launch)
+
+__all__ = ["main", "build_parser", "parse_pairs", "parse_value"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = Parser(add_help=False)
+    common.add_argument("--store", default=argparse.SUPPRESS, help=STORE_HELP)
+    parser = Parser(prog="mlrepro", parents=[common],
+                    description="Record, compare, trace and reproduce TensorFlow runs.")
+    parser.add_argument("--version", action="store_true", help="print the version")
+    sub = parser.add_subparsers(dest="verb", parser_class=Parser)
+    for noun in NOUNS:
+        noun.register(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not hasattr(args, "store"):
+            args.store = default_store_uri()
+        if args.version:
+            from mlrepro import __version__
+
+            print(f"mlrepro {__version__}")
+            return 0
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        return int(args.func(args) or 0)
+    except MlreproError as exc:
+        print(f"mlrepro: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except OSError as exc:
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"mlrepro: error: {exc.strerror or exc}{where}: check the path and its "
+              "permissions and free space", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, traceback on request
+        if env.DEBUG.get():
+            traceback.print_exc()
+        print(f"mlrepro: internal error: {exc!r} (set {env.DEBUG.name}=1 for a traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

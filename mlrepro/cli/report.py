@@ -1,0 +1,40 @@
+"""`mlrepro report RUN... -o FILE`: learning curves and differences of runs, as HTML or PNG."""
+
+from __future__ import annotations
+
+import os
+
+from mlrepro.analysis.report import FORMATS, load_runs, write_html, write_png
+from mlrepro.cli.args import store_of
+from mlrepro.errors import MlreproError
+
+
+def cmd_report(args) -> int:
+    suffix = os.path.splitext(args.output)[1].lower()
+    if suffix not in FORMATS:
+        raise MlreproError(f"-o {args.output!r} must end in .html or .png: e.g. -o report.html")
+    store = store_of(args)
+    manifests, series = load_runs(store, args.runs)
+    parent = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(parent):
+        raise MlreproError(f"the directory of -o {args.output!r} does not exist: create it first")
+    if suffix == ".png":
+        write_png(args.output, manifests, series, args.metric)
+    else:
+        write_html(args.output, manifests, series, args.metric)
+    print(f"wrote {args.output} ({len(manifests)} runs)")
+    return 0
+
+
+def register(subparsers, common) -> None:
+    """Add `mlrepro report` to the command line."""
+    p = subparsers.add_parser("report", parents=[common], help="HTML or PNG report of runs",
+                              description="Learning curves of the runs overlaid, a params table "
+                                          "with the differences highlighted, and the environment "
+                                          "differences, as one self-contained HTML page or PNG.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run ids or unique prefixes")
+    p.add_argument("-o", "--output", default="report.html",
+                   help="report.html (self-contained page) or curves.png (default report.html)")
+    p.add_argument("--metric", action="append", metavar="GLOB",
+                   help="only these metrics (glob, repeatable), e.g. --metric 'val_*'")
+    p.set_defaults(func=cmd_report)

@@ -1,0 +1,72 @@
+"""`mlrepro runs` (list, filter, sort) and `mlrepro show RUN` (everything recorded about one)."""
+
+from __future__ import annotations
+
+from mlrepro import record
+from mlrepro.cli.args import parse_pairs, print_json, store_of
+from mlrepro.compare.text import run_text, runs_table
+from mlrepro.store import RunQuery
+
+
+def cmd_runs(args) -> int:
+    store = store_of(args)
+    fingerprint = ref = None
+    if args.same_as:
+        ref = store.read_manifest(store.resolve(args.same_as))
+        fingerprint = ref.get("fingerprint")
+    rows = store.list_runs(RunQuery(project=args.project, status=args.status,
+                                    params=parse_pairs(args.param), fingerprint=fingerprint,
+                                    sort_metric=args.sort, descending=args.desc))
+    if ref is not None:
+        rows = [r for r in rows if r["id"] != ref["id"]]
+    if args.limit:
+        rows = rows[: args.limit]
+    if args.json:
+        print_json(rows)
+    else:
+        print(runs_table(rows, metrics=[args.sort] if args.sort else None))
+    return 0
+
+
+def cmd_show(args) -> int:
+    store = store_of(args)
+    run_id = store.resolve(args.run)
+    manifest = store.read_manifest(run_id)
+    status = store.effective_status(manifest)
+    events = store.read_events(run_id)
+    if args.json:
+        out = dict(manifest, status=status)
+        if args.metrics:
+            pts = store.read_points(run_id)
+            out["metrics"] = {n: [[s, v] for s, v, _w, _e in pts.series[n]] for n in pts.names()}
+        print_json(out)
+        return 0
+    print(run_text(manifest, status, events))
+    if args.metrics:
+        pts = store.read_points(run_id)
+        for name in pts.names():
+            series = pts.series[name]
+            print(f"\n{name} ({len(series)} points)")
+            for step, value, _wall, epoch in series:
+                print(f"  step {step:>8}  epoch {epoch if epoch >= 0 else '-':>4}  {value!r}")
+    return 0
+
+
+def register(subparsers, common) -> None:
+    """Add `runs` and `show` to the command line."""
+    p = subparsers.add_parser("runs", parents=[common], help="list runs")
+    p.add_argument("--project")
+    p.add_argument("--status", choices=record.STATUSES)
+    p.add_argument("--param", action="append", metavar="K=V", help="only runs with this param")
+    p.add_argument("--sort", metavar="METRIC", help="sort by a metric's last value (ascending)")
+    p.add_argument("--desc", action="store_true", help="sort descending")
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--same-as", metavar="RUN", help="runs with the same fingerprint as RUN")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+
+    p = subparsers.add_parser("show", parents=[common], help="everything recorded about a run")
+    p.add_argument("run", help="run id or unique prefix")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--metrics", action="store_true", help="also print every metric point")
+    p.set_defaults(func=cmd_show)

@@ -1,0 +1,60 @@
+"""`mlrepro index --rebuild` and `mlrepro recover`: repairing a store's index, and runs spooled
+while the store could not be written."""
+
+from __future__ import annotations
+
+import sys
+
+from mlrepro.cli.args import store_of
+from mlrepro.core.writer import spool_dir
+from mlrepro.errors import MlreproError
+from mlrepro.store.local import LocalStore
+from mlrepro.store.transfer import CopyReport, merge_spooled_run
+
+
+def cmd_index(args) -> int:
+    store = store_of(args)
+    if not args.rebuild:
+        raise MlreproError("nothing to do: use `mlrepro index --rebuild`")
+    try:
+        count, bad = store.rebuild_index()
+    except NotImplementedError:
+        raise MlreproError(f"{store.uri} has no local index to rebuild") from None
+    for run_id, problem in bad:
+        print(f"skipped {run_id}: {problem}", file=sys.stderr)
+    print(f"indexed {count} runs" + (f", {len(bad)} unreadable (listed above)" if bad else ""))
+    return 0
+
+
+def cmd_recover(args) -> int:
+    spool = LocalStore(args.source or spool_dir())
+    store = store_of(args)
+    ids = [spool.resolve(r) for r in args.runs] if args.runs else sorted(spool.run_ids())
+    report = CopyReport()
+    for run_id in ids:
+        try:
+            merge_spooled_run(spool, store, run_id, report)
+        except (MlreproError, OSError) as exc:
+            report.skipped.append((run_id, str(exc)))
+            continue
+        if not args.keep:
+            spool.delete_run(run_id)
+    for run_id, problem in report.skipped:
+        print(f"skipped {run_id}: {problem}", file=sys.stderr)
+    print(f"recovered {len(report.runs)} runs into {store.uri} "
+          f"({report.objects_copied} objects copied)")
+    return 0 if not report.skipped else 1
+
+
+def register(subparsers, common) -> None:
+    """Add `index` and `recover` to the command line."""
+    p = subparsers.add_parser("index", parents=[common], help="rebuild the SQLite index")
+    p.add_argument("--rebuild", action="store_true")
+    p.set_defaults(func=cmd_index)
+
+    p = subparsers.add_parser("recover", parents=[common],
+                              help="move runs spooled during a store outage into the store")
+    p.add_argument("runs", nargs="*")
+    p.add_argument("--from", dest="source", help="spool directory (default: the spool)")
+    p.add_argument("--keep", action="store_true", help="leave the runs in the spool")
+    p.set_defaults(func=cmd_recover)

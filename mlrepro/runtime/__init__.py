@@ -1,0 +1,22 @@
+"""Where this process runs: this machine, a Deep Learning AMI, or a SageMaker job.
+
+`detect()` reads the environment and the SageMaker tree into a `Runtime`
+(model, output and checkpoint directories, channels, hyperparameters, hosts,
+rank, chief). One module owns each contract:
+
+- `detection`: `Runtime` and `detect()` (pure), the store and export directories a run uses;
+- `sagemaker`: the SageMaker training container contract (paths, files, `SM_*` variables);
+- `tfconfig`: parsing and building `TF_CONFIG`;
+- `cluster`: rank, world size and the chief, one rule for every launcher;
+- `machine`: what the machine says about itself (DLAMI marks, EC2 instance type, GPUs);
+- `workers`: comparing every worker's fingerprints with the chief's (pure);
+- `strategy`: the tf.distribute strategy to build, and the worker check (`mlrepro.distribute`).
+
+Importing this package imports no framework.
+"""
+
+from mlrepro.runtime.detection import (DLAMI, KINDS, LOCAL, RUNS_DIR, SAGEMAKER, Runtime,
+                                       default_store, detect, export_dir, parse_argv)
+
+__all__ = ["Runtime", "detect", "default_store", "export_dir", "parse_argv", "KINDS", "LOCAL",
+           "DLAMI", "SAGEMAKER", "RUNS_DIR"]
