@@ -202,3 +202,30 @@ def test_param_filters_follow_one_rule_in_every_store(store):
     assert listed([1, 2]) == {"list"} and listed([2, 1]) == set()
     assert listed({"a": 2, "b": 1}) == {"dict"}
     assert listed("nope") == set()
+
+
+def test_optional_operations_are_part_of_the_contract(store, tmp_path, capsys):
+    from mlrepro.cli import main
+
+    data = os.urandom(10_000)
+    put = ObjectPut(data=data)
+    store.write_batch([put])
+    out = tmp_path / "object.bin"
+    store.download_object(put.digest, str(out))
+    assert out.read_bytes() == data
+    run_id = _ids(1)[0]
+    store.write_batch([ManifestWrite(run_id, _manifest(run_id))])
+    if isinstance(store, LocalStore):
+        assert store.root is not None and store.run_dir(run_id).startswith(store.root)
+        with open(store.local_object_path(put.digest), "rb") as fh:
+            assert fh.read() == data
+        assert store.local_object_path("0" * 64) is None
+        assert store.rebuild_index() == (1, [])
+        assert main(["index", "--rebuild", "--store", store.uri]) == 0
+    else:  # a remote has no directory here and (yet) no index: it says so, it is not probed
+        assert store.root is None and store.run_dir(run_id) is None
+        assert store.local_object_path(put.digest) is None
+        with pytest.raises(NotImplementedError):
+            store.rebuild_index()
+        assert main(["index", "--rebuild", "--store", store.uri]) == 2
+        assert "has no local index to rebuild" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """Private parts of `mlrepro.keras`: one concept per module, the callback glues them.
 
+- `callback`: `ReproCallback`, which `mlrepro.keras` exports: Keras events to `Run` calls.
 - `flavour`: which Keras a model belongs to (Keras 3 on any backend, or tf_keras).
 - `fitargs`: the arguments of the `fit` call the callback runs in.
 - `params`: optimizer, loss, metrics, model, distribution and precision as plain data.

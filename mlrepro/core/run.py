@@ -92,7 +92,9 @@ class Run:
         self.determinism = apply_seed(_seed_for(seed, deterministic), deterministic)
         self.seed = self.determinism["seed"]
         self.store = self._open_store(store) if self.writes else None
-        resumed = self._load_for_resume(run_id) if run_id is not None and self.store else None
+        resumed = None
+        if run_id is not None and self.store is not None:
+            resumed = self._load_for_resume(run_id)
         parent = _parent_from_env() if parent is None else parent
         if resumed is not None:
             self._continue(resumed, params, parent)
