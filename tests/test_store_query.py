@@ -72,3 +72,11 @@ def test_a_query_sorts_runs_without_the_metric_last():
     assert [r["id"] for r in RunQuery(sort_metric="loss", descending=True).sort(runs)] == [
         "a", "c", "b"]
     assert [r["id"] for r in RunQuery().sort(runs)] == ["c", "b", "a"]
+
+
+def test_list_runs_takes_a_query_or_filters_not_both(tmp_path):
+    from mlrepro.store.local import LocalStore
+
+    store = LocalStore(str(tmp_path / "s"))
+    with pytest.raises(TypeError, match="not both"):
+        store.list_runs(RunQuery(project="p"), project="q")

@@ -40,7 +40,7 @@ class LivePush(RunObserver):
 
     Example:
         >>> # MLREPRO_REMOTE=s3://team-bucket/mlrepro python train.py   (starts one for you)
-        >>> run.add_observer(LivePush(run, "s3://team-bucket/mlrepro", interval=60))  # doctest: +SKIP
+        >>> run.add_observer(LivePush(run, "s3://team/mlrepro", interval=60))  # doctest: +SKIP
     """
 
     def __init__(self, run: Any, remote_uri: str, *, interval: float = DEFAULT_PUSH_SECONDS,
@@ -146,7 +146,7 @@ def _note_locally(run, kind: str, **fields) -> None:
 
 
 def observer_for(run: Any, environ: Mapping[str, str] | None = None) -> LivePush | None:
-    """A push of `run` to `$MLREPRO_REMOTE`, if it names a remote and this process writes the run."""
+    """A push of `run` to `$MLREPRO_REMOTE`, if that names a remote and this process writes it."""
     wanted = env.REMOTE.get(environ)
     if not wanted or not run.writes:
         return None

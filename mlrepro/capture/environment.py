@@ -154,6 +154,8 @@ def _frameworks(packages: dict | None = None) -> dict:
     out: dict = {}
     for name, distributions in FRAMEWORKS.items():
         version = _installed_version(distributions, packages)
+        if version is None and name in sys.modules:  # imported from a path, not installed
+            version = getattr(sys.modules[name], "__version__", None)
         if version is not None:
             out[name] = version
     out.update(framework_details())

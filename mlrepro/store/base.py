@@ -17,7 +17,7 @@ from typing import BinaryIO, Iterable, Iterator, Union
 from mlrepro import record
 from mlrepro.errors import AmbiguousRunId, CorruptRecord, RunNotFound
 from mlrepro.record import Points, decode_points, matches_prefix
-from mlrepro.store.query import RunQuery
+from mlrepro.store.query import RunQuery, as_query
 
 _CHUNK = 1 << 20
 
@@ -186,7 +186,7 @@ class Store(abc.ABC):
             Manifests (possibly partial: the local index keeps the listed fields),
             newest first unless the query sorts by a metric.
         """
-        query = query or RunQuery(**filters)
+        query = as_query(query, **filters)
         return query.select(self.read_manifests(self.run_ids()), self.effective_status)
 
     def resolve(self, prefix: str) -> str:

@@ -29,7 +29,7 @@ from mlrepro.store.base import (EventsAppend, ManifestWrite, MetricsAppend, Obje
                                 Store, Write)
 from mlrepro.store.files import append_bytes, atomic_write_bytes, atomic_write_json
 from mlrepro.store.index import Index
-from mlrepro.store.query import RunQuery
+from mlrepro.store.query import RunQuery, as_query
 
 _CHUNK = 1 << 20
 
@@ -271,7 +271,7 @@ class LocalStore(Store):
 
     def list_runs(self, query: RunQuery | None = None, **filters) -> list[dict]:
         """The index answers the query (rebuilt first if it is missing or unreadable)."""
-        query = query or RunQuery(**filters)
+        query = as_query(query, **filters)
         if not os.path.isdir(os.path.join(self.root, record.RUNS_DIR)):
             return []
         if not self.index.exists():

@@ -141,3 +141,10 @@ class RunQuery:
             if wanted is None or m["status"] in wanted:
                 rows.append(m)
         return self.sort(rows)
+
+
+def as_query(query: RunQuery | None = None, **filters) -> RunQuery:
+    """`query`, or a `RunQuery` of the keyword filters (`Store.list_runs` takes either)."""
+    if query is not None and filters:
+        raise TypeError("give list_runs a RunQuery or keyword filters, not both")
+    return query if query is not None else RunQuery(**filters)
