@@ -222,6 +222,20 @@ def test_environment_fingerprint_does_not_depend_on_import_order(store_dir):
     assert first["fingerprints"]["environment"] == second["fingerprints"]["environment"]
 
 
+def test_environment_fingerprint_tells_other_framework_versions_and_builds_apart():
+    from mlrepro.capture.environment import capture_environment, refresh_frameworks
+    from mlrepro.capture.fingerprint import environment_fingerprint
+
+    env = capture_environment()
+    same = capture_environment()
+    assert environment_fingerprint(env) == environment_fingerprint(same)
+    older = {**env, "frameworks": {**env["frameworks"], "numpy": "1.26.4"}}
+    assert environment_fingerprint(older) != environment_fingerprint(env)
+    cuda = {**env, "frameworks": {**env["frameworks"], "cuda": "11.8", "tf_built_with_cuda": True}}
+    assert environment_fingerprint(cuda) != environment_fingerprint(env)
+    assert refresh_frameworks(env) is None   # nothing imported since: no change, same print
+
+
 class _Recorder(RunObserver):
     def __init__(self, fail_at=None):
         self.calls, self.fail_at = [], fail_at
