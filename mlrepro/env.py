@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -30,12 +29,17 @@ def truthy(text: str | None) -> bool:
     return (text or "").strip().lower() in TRUE_WORDS
 
 
-@dataclass(frozen=True)
 class Variable:
-    """One variable: its name and what it is for."""
+    """One variable: its name and what it is for (plain classes: `import mlrepro` stays light)."""
 
-    name: str
-    doc: str
+    __slots__ = ("name", "doc")
+
+    def __init__(self, name: str, doc: str):
+        self.name = name
+        self.doc = doc
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
 
     def raw(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The value as set, or None when unset or empty."""
@@ -46,31 +50,39 @@ class Variable:
         return self.raw(environ) is not None
 
 
-@dataclass(frozen=True)
 class Text(Variable):
     """A string (a path, a URI, a name)."""
 
-    default: str | None = None
+    __slots__ = ("default",)
+
+    def __init__(self, name: str, doc: str, default: str | None = None):
+        super().__init__(name, doc)
+        self.default = default
 
     def get(self, environ: Mapping[str, str] | None = None) -> str | None:
         value = self.raw(environ)
         return self.default if value is None else value
 
 
-@dataclass(frozen=True)
 class Flag(Variable):
     """On or off."""
+
+    __slots__ = ()
 
     def get(self, environ: Mapping[str, str] | None = None) -> bool:
         return truthy(self.raw(environ))
 
 
-@dataclass(frozen=True)
 class Number(Variable):
     """A float; unparsable or below `minimum` reads as `default`."""
 
-    default: float = 0.0
-    minimum: float | None = None
+    __slots__ = ("default", "minimum")
+
+    def __init__(self, name: str, doc: str, default: float = 0.0,
+                 minimum: float | None = None):
+        super().__init__(name, doc)
+        self.default = default
+        self.minimum = minimum
 
     def get(self, environ: Mapping[str, str] | None = None) -> float:
         try:
@@ -82,12 +94,16 @@ class Number(Variable):
         return value
 
 
-@dataclass(frozen=True)
 class Whole(Variable):
     """An int; unparsable or below `minimum` reads as `default` (None: no default)."""
 
-    default: int | None = None
-    minimum: int | None = None
+    __slots__ = ("default", "minimum")
+
+    def __init__(self, name: str, doc: str, default: int | None = None,
+                 minimum: int | None = None):
+        super().__init__(name, doc)
+        self.default = default
+        self.minimum = minimum
 
     def get(self, environ: Mapping[str, str] | None = None, *, strict: bool = False) -> int | None:
         """The value; with `strict`, a set but invalid value raises ValueError naming it."""
@@ -106,9 +122,10 @@ class Whole(Variable):
         return value
 
 
-@dataclass(frozen=True)
 class Json(Variable):
     """A JSON value; text that is not JSON is returned as the string it is."""
+
+    __slots__ = ()
 
     def get(self, environ: Mapping[str, str] | None = None) -> Any:
         value = self.raw(environ)
