@@ -102,13 +102,6 @@ def role_of(config: Any) -> str:
     return CHIEF if getattr(config, "is_chief", True) else WORKER
 
 
-def _runtime():
-    try:
-        return runtime_mod.detect()
-    except Exception:  # noqa: BLE001 - runtime detection is descriptive only
-        return None
-
-
 def _store_for(store, pointer: Mapping | None, rt):
     """Explicit store > $MLREPRO_STORE > the store of the model_dir's run > runtime default."""
     if store is not None or env.STORE.is_set():
@@ -158,7 +151,7 @@ def bind(model_dir: str, *, project: str | None, store=None, name: str | None = 
                 "with a model_fn from mlrepro.estimator.wrap_model_fn, or pass project=... to "
                 "record this export in a new run")
         project = project or (pointer or {}).get("project")
-        rt = _runtime()
+        rt = runtime_mod.detect_or_none()
         chosen_store = _store_for(store, pointer, rt)
         write = None if role in (CHIEF, EVALUATOR) else False
         if role == EVALUATOR:

@@ -18,12 +18,9 @@ def detect_runtime(runtime: Any = None) -> Any:
     """`runtime`, or `mlrepro.runtime.detect()`, or None where that module is missing or fails."""
     if runtime is not None:
         return runtime
-    try:
-        from mlrepro import runtime as runtime_mod
+    from mlrepro.runtime import detect_or_none
 
-        return runtime_mod.detect()
-    except Exception:  # noqa: BLE001 - fall back to local defaults
-        return None
+    return detect_or_none()
 
 
 def choose_distribution(requested: str, *, workers: int, gpus: int,

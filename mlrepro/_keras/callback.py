@@ -45,6 +45,7 @@ from mlrepro._keras import tensorboard as _tb
 from mlrepro._keras.order import deterministic_dataset
 from mlrepro.core import active_run, start_run
 from mlrepro.errors import warn as _warn
+from mlrepro.runtime import detect_or_none
 from mlrepro.runtime.strategy import check_workers
 
 __all__ = ["ReproCallback", "deterministic_dataset", "DEFAULT_LOG_EVERY_N_STEPS"]
@@ -231,7 +232,7 @@ class ReproCallback(_Base):
         self.run = None
         model = self.model
         fit = _fitargs.find(model)
-        runtime = _runtime()
+        runtime = detect_or_none()
         self._writes = _chief.is_chief(model, runtime)
         info = None
         self._ckpt_dir = self._checkpoint_dir(runtime)
@@ -560,15 +561,6 @@ def _fit_gone(ref) -> None:
         self.run.finish(status, error=f"model.fit raised before on_train_end ({detail})")
     except Exception:  # noqa: BLE001
         pass
-
-
-def _runtime():
-    try:
-        from mlrepro import runtime
-
-        return runtime.detect()
-    except Exception:  # noqa: BLE001 - runtime detection is descriptive only
-        return None
 
 
 def _check_workers(run: Any, model: Any) -> None:

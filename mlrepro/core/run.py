@@ -87,7 +87,11 @@ class Run:
         self._append: Callable = _discard
         self.host, self.pid = socket.gethostname(), os.getpid()
         self.heartbeat_interval = env.HEARTBEAT_SECONDS.get()
-        self._runtime = runtime if runtime is not None else _detect_runtime()
+        if runtime is None:
+            from mlrepro.runtime import detect_or_none   # not at `import mlrepro`
+
+            runtime = detect_or_none()
+        self._runtime = runtime
         self.writes = _decide_writes(write, self._runtime)
         self.determinism = apply_seed(_seed_for(seed, deterministic), deterministic)
         self.seed = self.determinism["seed"]
@@ -112,8 +116,10 @@ class Run:
 
     # -- set-up -----------------------------------------------------------------
     def _open_store(self, store) -> Store:
-        if store is None:
-            store = _runtime_store(self._runtime)
+        if store is None:  # SageMaker: inside the checkpoint dir, so a spot restart finds it
+            from mlrepro.runtime import default_store
+
+            store = default_store(self._runtime)
         try:
             return open_store(store)
         except MlreproError:
@@ -600,26 +606,6 @@ def _spool_store() -> Store:
     from mlrepro.store.local import LocalStore
 
     return LocalStore(spool_dir())
-
-
-def _detect_runtime():
-    """`mlrepro.runtime.detect()`, or None if it fails (runtime capture is descriptive)."""
-    try:
-        from mlrepro import runtime as runtime_mod
-
-        return runtime_mod.detect()
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def _runtime_store(rt) -> str | None:
-    """The runtime's default store (SageMaker: inside the checkpoint dir), or None."""
-    try:
-        from mlrepro import runtime as runtime_mod
-
-        return runtime_mod.default_store(rt)
-    except Exception:  # noqa: BLE001
-        return None
 
 
 def _decide_writes(write: bool | None, rt: Any) -> bool:

@@ -16,7 +16,8 @@ Importing this package imports no framework.
 """
 
 from mlrepro.runtime.detection import (DLAMI, KINDS, LOCAL, RUNS_DIR, SAGEMAKER, Runtime,
-                                       default_store, detect, export_dir, parse_argv)
+                                       default_store, detect, detect_or_none, export_dir,
+                                       parse_argv)
 
-__all__ = ["Runtime", "detect", "default_store", "export_dir", "parse_argv", "KINDS", "LOCAL",
-           "DLAMI", "SAGEMAKER", "RUNS_DIR"]
+__all__ = ["Runtime", "detect", "detect_or_none", "default_store", "export_dir", "parse_argv",
+           "KINDS", "LOCAL", "DLAMI", "SAGEMAKER", "RUNS_DIR"]

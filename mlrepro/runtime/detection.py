@@ -32,7 +32,7 @@ LOCAL_MODEL_DIR = "model"        # relative to the working directory, like ./mlr
 LOCAL_OUTPUT_DIR = "output"
 LOCAL_CHECKPOINT_DIR = "checkpoints"
 
-__all__ = ["Runtime", "detect", "default_store", "export_dir", "parse_argv",
+__all__ = ["Runtime", "detect", "detect_or_none", "default_store", "export_dir", "parse_argv",
            "KINDS", "LOCAL", "DLAMI", "SAGEMAKER", "RUNS_DIR"]
 
 
@@ -208,6 +208,15 @@ def detect(environ: Mapping[str, str] | None = None, base_dir: str | None = None
     if resource is not None or any(environ.get(v) for v in sm.DETECTION_VARIABLES):
         return _sagemaker(environ, base, resource, root, hostname, problems)
     return _local(environ, argv, root, hostname, problems)
+
+
+def detect_or_none(**kwargs) -> Runtime | None:
+    """`detect(**kwargs)`, or None when it fails: callers that only describe where they run
+    (the run record, default directories) go on without it."""
+    try:
+        return detect(**kwargs)
+    except Exception:  # noqa: BLE001 - runtime detection is descriptive only
+        return None
 
 
 def _local(environ, argv, root, hostname, problems) -> Runtime:
