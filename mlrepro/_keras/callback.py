@@ -39,6 +39,7 @@ from mlrepro._keras import flavour as _flavour
 from mlrepro._keras import order as _order
 from mlrepro._keras import params as _params
 from mlrepro._keras import pipeline as _pipeline
+from mlrepro._keras import reproduction as _reproduction
 from mlrepro._keras import runfile as _runfile
 from mlrepro._keras import seeding as _seeding
 from mlrepro._keras import tensorboard as _tb
@@ -243,6 +244,8 @@ class ReproCallback(_Base):
                       f"{self._ckpt_dir}; this run takes no checkpoints: pass "
                       "ReproCallback(checkpoint=...) a directory of its own")
                 self._ckpt_dir, info = None, None
+            if _reproduction.holds_original(info):  # a re-run never continues the original
+                self._ckpt_dir, info = _reproduction.fresh_checkpoint_dir(self.project), None
         resumable = _runfile.resumable(info, self.project)
         active = active_run()
         if active is not None:
