@@ -345,6 +345,7 @@ def _judge(store, m: dict, new: dict, out: Reproduction, options: ReproduceOptio
     if stopped is not None:  # what the original never got to write is not a difference
         artifacts = [a for a in artifacts if a["status"] != ADDED]
     verdict = judge(curves, artifacts)
+    verdict.details += _initial_state_lines(m, new)
     if stopped is not None and verdict.exit_code == 0:
         verdict.message = (f"identical up to step {stopped} where the original stopped "
                            f"({status}): {verdict.message}")
@@ -355,6 +356,18 @@ def _judge(store, m: dict, new: dict, out: Reproduction, options: ReproduceOptio
     for line in verdict.details:
         say(f"             {line}")
     _record_verdict(store, new["id"], m["id"], out.verdict, options.rtol, options.atol)
+
+
+def _initial_state_lines(old: dict, new: dict) -> list[str]:
+    """What the verdict owes to a model built before seeding (see mlrepro._keras.initial_state)."""
+    det_old, det_new = old.get("determinism") or {}, new.get("determinism") or {}
+    if not det_old.get("model_built_before_seed"):
+        return []
+    if det_new.get("initial_state_restored_from") == old["id"]:
+        return ["the original's model was built before seeding: the re-run started from its "
+                "recorded initial state (artifact initial_state), not from seeded weights"]
+    return ["the original's model was built before seeding and no initial state was restored, "
+            "so the runs started from different weights: create ReproCallback before the model"]
 
 
 def _stopped_at(status: str, series: dict) -> int | None:
