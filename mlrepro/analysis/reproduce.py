@@ -225,7 +225,7 @@ def reproduce_run(store, ref: str, options: ReproduceOptions | None = None, *, s
             say(f"             {note}")
         _check_environment(m, python, options, out, say)
         _check_data(m, options, out, say)
-        _populate_workdir(store, m, rebuilt, options, out, say)
+        _populate_workdir(store, m, rebuilt, tmp, options, out, say)
         notes: list[str] = []
         out.command = command_for(m, rebuilt, python, notes)
         out.command[2:] = redirect_state_dirs(m, (m.get("code") or {}).get("cwd"),
@@ -248,12 +248,13 @@ def reproduce_run(store, ref: str, options: ReproduceOptions | None = None, *, s
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _populate_workdir(store, m: dict, rebuilt: Rebuilt, options: ReproduceOptions,
-                      out: Reproduction, say) -> None:
+def _populate_workdir(store, m: dict, rebuilt: Rebuilt, scratch: str,
+                      options: ReproduceOptions, out: Reproduction, say) -> None:
     """The recorded working directory's files, copied beside the rebuilt code."""
     recorded_cwd = (m.get("code") or {}).get("cwd")
-    done = populate(recorded_cwd, rebuilt.cwd, m["id"], skip=[getattr(store, "root", None)],
-                    limit_mb=options.copy_limit_mb)
+    done = populate(recorded_cwd, rebuilt.cwd, m["id"],
+                    skip=[getattr(store, "root", None), scratch],
+                    limit_mb=options.copy_limit_mb, dry_run=options.check_only)
     out.workdir = {"source": done.source, "files": done.files, "bytes": done.bytes,
                    "skipped": done.skipped}
     for note in done.notes:

@@ -17,6 +17,7 @@ instead of training afresh). Symbolic links are copied as links.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -105,7 +106,7 @@ def redirect_state_dirs(manifest: dict, recorded_cwd: str | None, args: list[str
 def _plan(source: str, dest: str, run_id: str, skip_roots: list[str]):
     """(files to copy as (src, dst), links as (src, dst), total bytes, skipped notes)."""
     files, links, skipped, total = [], [], [], 0
-    skip_real = [os.path.realpath(p) for p in skip_roots if p]
+    skip_real = [os.path.realpath(p) for p in [*skip_roots, dest] if p]
     for top, dirs, names in os.walk(source):
         rel_top = os.path.relpath(top, source)
         keep = []
@@ -135,10 +136,11 @@ def _plan(source: str, dest: str, run_id: str, skip_roots: list[str]):
 
 
 def populate(source: str | None, dest: str, run_id: str, *, skip: list[str] | None = None,
-             limit_mb: float = DEFAULT_LIMIT_MB) -> Populated:
+             limit_mb: float = DEFAULT_LIMIT_MB, dry_run: bool = False) -> Populated:
     """Copy `source`'s files that `dest` lacks into `dest` (see the module docstring).
 
     Raises MlreproError when they add up to more than `limit_mb` megabytes.
+    `dry_run` checks and counts without copying.
     """
     out = Populated(source=source)
     if not source:
@@ -154,8 +156,13 @@ def populate(source: str | None, dest: str, run_id: str, *, skip: list[str] | No
         raise MlreproError(
             f"the recorded working directory {source} holds {total / 1e6:.0f} MB the re-run "
             f"would need a copy of (over the limit of {limit_mb:g} MB): pass "
-            f"--copy-limit {total / 1e6 * 1.1:.0f} to copy it, or move what the script does not "
+            f"--copy-limit {math.ceil(total / 1e6) + 1} to copy it, or move what the script does not "
             "read out of that directory")
+    out.files, out.bytes = len(files), total
+    if dry_run:
+        out.notes.append(f"working directory: {len(files)} file{'' if len(files) == 1 else 's'} "
+                         f"({total / 1e6:.1f} MB) of {source} would be copied for the re-run")
+        return out
     for src, dst in files:
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         shutil.copy2(src, dst)
@@ -163,7 +170,6 @@ def populate(source: str | None, dest: str, run_id: str, *, skip: list[str] | No
         if not os.path.lexists(dst):
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             os.symlink(os.readlink(src), dst)
-    out.files, out.bytes = len(files), total
     out.notes.append(f"working directory: {len(files)} file{'' if len(files) == 1 else 's'} "
                      f"({total / 1e6:.1f} MB) copied from {source}; the re-run's writes stay "
                      "in the copy")
