@@ -188,3 +188,15 @@ def test_a_continued_run_does_not_take_the_parent_from_the_environment(store_dir
     with mlrepro.start_run(project="p", store=store_dir, run_id=first.id) as again:
         pass
     assert again.id == first.id and again.manifest["parent"] is None
+
+
+def test_a_run_that_crashes_again_in_the_re_run_is_judged_on_the_reached_steps(
+        workdir, store_dir, capsys, monkeypatch):
+    run_id = run_original(workdir, store_dir, CRASH_AT=7)
+    monkeypatch.setenv("CRASH_AT", "7")  # the crash is part of the recipe: it happens again
+
+    code, result = reproduce(store_dir, run_id, workdir, capsys)
+
+    assert code == 0, result["verdict"]
+    assert result["verdict"]["message"].startswith(
+        "identical up to step 7 where the original stopped (failed): bit-identical")

@@ -311,6 +311,10 @@ def _rerun(store, m: dict, out: Reproduction, options: ReproduceOptions, say,
     except subprocess.TimeoutExpired:
         code = None
     new = _find_new_run(store, before, m["id"])
+    if code != 0 and new is not None and store.effective_status(m) not in (FINISHED, RUNNING):
+        say(f"re-run       stopped too (exit {code}, run {new['id']} {new.get('status')}): "
+            "judged on the steps the original reached")
+        code = 0  # the original stopped as well: what both reached is compared
     if code != 0:
         status = f"exit {code}" if code is not None else f"timed out after {options.timeout:g}s"
         message = f"the re-run failed ({status}" + (
