@@ -68,7 +68,10 @@ def _recorded(run: Any, original: str) -> dict | None:
     store = getattr(run, "store", None)
     if store is None:
         return None
-    entry = (store.read_manifest(original).get("artifacts") or {}).get(ARTIFACT)
+    try:
+        entry = (store.read_manifest(original).get("artifacts") or {}).get(ARTIFACT)
+    except Exception:  # noqa: BLE001 - the original is not in this store: nothing to restore
+        return None
     return entry if entry and entry.get("kind") == "dir" else None
 
 
