@@ -5,7 +5,6 @@ SageMaker `model.tar.gz`, names the run; a model with other weights does not."""
 from __future__ import annotations
 
 import json
-import os
 import tarfile
 
 import numpy as np

@@ -3,9 +3,9 @@
 The code is rebuilt in a scratch clone (commit + stored patch, or the stored
 script), and the recorded working directory's other files are copied in beside it
 (`mlrepro.analysis.workdir`), so relative data paths work and no write of the
-re-run reaches the original's files; the environment and data are compared with the record (drift is listed;
-`--strict` refuses on environment drift, data drift refuses unless
-`--allow-data-drift`); the recorded command is re-run with the current Python,
+re-run reaches the original's files; the environment and data are compared with
+the record (drift is listed; `--strict` refuses on environment drift, data drift
+refuses unless `--allow-data-drift`); the recorded command is re-run with the current Python,
 recording a new run whose parent is `reproduction-of` the old one; and the two
 runs' metrics and artifacts decide the verdict. Exit 0: bit-identical or within
 tolerance; 1: diverged; 2: refused.
@@ -228,8 +228,7 @@ def reproduce_run(store, ref: str, options: ReproduceOptions | None = None, *, s
         _populate_workdir(store, m, rebuilt, tmp, options, out, say)
         notes: list[str] = []
         out.command = command_for(m, rebuilt, python, notes)
-        out.command[2:] = redirect_state_dirs(m, (m.get("code") or {}).get("cwd"),
-                                              out.command[2:], tmp, notes)
+        out.command[2:] = redirect_state_dirs(m, out.command[2:], tmp, notes)
         out.cwd = rebuilt.cwd
         for note in notes:
             say(f"             {note}")

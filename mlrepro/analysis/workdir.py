@@ -60,22 +60,20 @@ def state_dirs(manifest: dict) -> list[str]:
     return out
 
 
-def _inside(path: str, root: str) -> bool:
-    path, root = os.path.realpath(path), os.path.realpath(root)
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def redirect_state_dirs(manifest: dict, recorded_cwd: str | None, args: list[str],
-                        scratch: str, notes: list[str]) -> list[str]:
+def redirect_state_dirs(manifest: dict, args: list[str], scratch: str,
+                        notes: list[str]) -> list[str]:
     """Point the re-run away from the original's checkpoint dir and model_dir.
 
     An absolute path to one would be read and written by the re-run in place: it
     would continue the original's training instead of repeating it, and overwrite
     the original's files. When the recorded command names it, the argument is
-    replaced by a fresh directory under `scratch`; one reached by a relative path
-    inside the recorded working directory is left out of the copy; a Keras checkpoint dir the script names
-    itself is redirected by the callback (it sees the run file of another run);
-    an estimator model_dir named inside the script is refused.
+    replaced by a fresh directory under `scratch`. One reached by a relative path
+    inside the recorded working directory is left out of the copy; a Keras
+    checkpoint dir the script names itself is redirected by the callback (it sees
+    the run file of the reproduced run); an absolute estimator model_dir named
+    inside the script is refused.
+
+    Returns the arguments to run with.
     """
     run_id = manifest["id"]
     args = list(args)
@@ -156,8 +154,8 @@ def populate(source: str | None, dest: str, run_id: str, *, skip: list[str] | No
         raise MlreproError(
             f"the recorded working directory {source} holds {total / 1e6:.0f} MB the re-run "
             f"would need a copy of (over the limit of {limit_mb:g} MB): pass "
-            f"--copy-limit {math.ceil(total / 1e6) + 1} to copy it, or move what the script does not "
-            "read out of that directory")
+            f"--copy-limit {math.ceil(total / 1e6) + 1} to copy it, or move what the script "
+            "does not read out of that directory")
     out.files, out.bytes = len(files), total
     if dry_run:
         out.notes.append(f"working directory: {len(files)} file{'' if len(files) == 1 else 's'} "
