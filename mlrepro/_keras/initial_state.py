@@ -20,7 +20,7 @@ from typing import Any
 
 from mlrepro._keras import checkpoint as _ckpt
 from mlrepro._keras import flavour
-from mlrepro._keras.reproduction import reproduced_run
+from mlrepro.core.run import reproduced_run
 from mlrepro.errors import warn
 
 ARTIFACT = "initial_state"

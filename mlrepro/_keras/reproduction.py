@@ -11,19 +11,7 @@ from __future__ import annotations
 
 import tempfile
 
-from mlrepro import env
-from mlrepro.core.run import REPRODUCTION_OF
-
-
-def reproduced_run() -> str | None:
-    """The id of the run this process reproduces, or None."""
-    try:
-        parent = env.PARENT.get()
-    except Exception:  # noqa: BLE001 - a malformed variable is core.run's to report
-        return None
-    if isinstance(parent, dict) and parent.get("kind") == REPRODUCTION_OF:
-        return str(parent.get("run"))
-    return None
+from mlrepro.core.run import reproduced_run
 
 
 def holds_original(info: dict | None) -> bool:

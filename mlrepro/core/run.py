@@ -100,7 +100,7 @@ class Run:
         self.store = self._open_store(store) if self.writes else None
         explicit_parent = parent
         parent = _parent_from_env() if parent is None else parent
-        if (parent or {}).get("kind") == REPRODUCTION_OF:
+        if isinstance(parent, Mapping) and parent.get("kind") == REPRODUCTION_OF:
             run_id = None  # a re-run is always a new run, never an attempt of the original
         resumed = None
         if run_id is not None and self.store is not None:
@@ -625,6 +625,18 @@ def _seed_for(seed: int | None, deterministic: bool) -> int | None:
     if seed is None and deterministic:
         return env.SEED.get()
     return seed
+
+
+def reproduced_run() -> str | None:
+    """The run `$MLREPRO_PARENT` says this process reproduces (never to be reopened), or None."""
+    try:
+        parent = _parent_from_env()
+    except Exception:  # noqa: BLE001 - a malformed variable is reported when a run starts
+        return None
+    if isinstance(parent, Mapping) and parent.get("kind") == REPRODUCTION_OF and \
+            parent.get("run"):
+        return str(parent["run"])
+    return None
 
 
 def _parent_from_env() -> dict | None:

@@ -99,3 +99,21 @@ def test_reproduce_refuses_a_model_dir_the_script_names_itself(tmp_path, store, 
     assert tree_digest(store.run_dir(run_id)) == record
     assert tree_digest(model_dir) == checkpoints
     assert store.run_ids() == [run_id]
+
+
+@pytest.mark.slow
+def test_a_re_run_by_hand_with_mlrepro_parent_never_reopens_the_original(tmp_path, store):
+    model_dir = str(tmp_path / "md")
+    run_id = train(tmp_path, [model_dir])
+    record, checkpoints = tree_digest(store.run_dir(run_id)), tree_digest(model_dir)
+    script = tmp_path / "train.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), model_dir], cwd=tmp_path, text=True, capture_output=True,
+        timeout=300, env={**os.environ, "MLREPRO_PARENT": json.dumps(
+            {"kind": "reproduction-of", "run": run_id})})
+    assert proc.returncode != 0
+    assert (f"model_dir {model_dir} holds the checkpoints of run {run_id}, which this process "
+            "reproduces") in proc.stderr
+    assert "give the re-run a fresh model_dir" in proc.stderr
+    assert tree_digest(store.run_dir(run_id)) == record
+    assert tree_digest(model_dir) == checkpoints
