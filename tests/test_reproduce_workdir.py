@@ -177,6 +177,11 @@ def test_a_reproduction_never_continues_the_run_it_reproduces(store_dir, monkeyp
     assert again.id != original.id
     assert again.manifest["parent"] == {"kind": "reproduction-of", "run": original.id}
     assert tree_digest(path) == before
+    # a restart of the reproduction itself (a spot restart of its job) continues the reproduction
+    with mlrepro.start_run(project="p", store=store_dir, run_id=again.id) as restarted:
+        pass
+    assert restarted.id == again.id and len(restarted.manifest["attempts"]) == 2
+    assert tree_digest(path) == before
 
 
 def test_a_continued_run_does_not_take_the_parent_from_the_environment(store_dir, monkeypatch):

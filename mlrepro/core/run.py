@@ -100,7 +100,8 @@ class Run:
         self.store = self._open_store(store) if self.writes else None
         explicit_parent = parent
         parent = _parent_from_env() if parent is None else parent
-        if isinstance(parent, Mapping) and parent.get("kind") == REPRODUCTION_OF:
+        if isinstance(parent, Mapping) and parent.get("kind") == REPRODUCTION_OF and \
+                run_id == parent.get("run"):
             run_id = None  # a re-run is always a new run, never an attempt of the original
         resumed = None
         if run_id is not None and self.store is not None:
