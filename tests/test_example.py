@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import time
 
 import numpy as np
@@ -32,6 +33,7 @@ import prepare_data  # noqa: E402
 import train  # noqa: E402
 
 from mlrepro.capture.data import fingerprint_files  # noqa: E402
+from mlrepro.cli import main  # noqa: E402
 from mlrepro.store import open_store  # noqa: E402
 
 TINY = ["--depth", "8", "--epochs", "1", "--batch-size", "16", "--verbose", "0",
@@ -307,7 +309,7 @@ def test_restarted_training_resumes_bit_exactly(tmp_path, binary_archive):
 
 
 def test_sagemaker_job_reads_the_training_channel_and_writes_the_model(tmp_path, tfrecord_dir,
-                                                                       monkeypatch):
+                                                                       monkeypatch, capsys):
     base = tmp_path / "opt_ml"
     (base / "output" / "data").mkdir(parents=True)
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))
@@ -316,7 +318,7 @@ def test_sagemaker_job_reads_the_training_channel_and_writes_the_model(tmp_path,
     monkeypatch.setenv("SM_MODEL_DIR", str(base / "model"))
     monkeypatch.setenv("SM_OUTPUT_DATA_DIR", str(base / "output" / "data"))
     monkeypatch.chdir(tmp_path)
-    run = train.train(["--data", "tfrecord", *TINY])  # no --data-dir: the channel
+    run = train.train(["--data", "tfrecord", *TINY, "--export", "keras"])  # the channel
     m = _manifest(run)
     assert m["runtime"]["kind"] == "sagemaker" and m["runtime"]["job_name"] == "resnet-cifar10-test"
     assert m["data"]["train"]["files_digest"] == fingerprint_files(
@@ -324,6 +326,18 @@ def test_sagemaker_job_reads_the_training_channel_and_writes_the_model(tmp_path,
     assert os.path.isfile(base / "model" / "resnet8.keras")
     exported = base / "output" / "data" / "mlrepro-runs" / "runs" / run.id / "run.json"
     assert exported.is_file()
+    # The shipped model is the recorded export: trace names the run from the file and
+    # from the model.tar.gz SageMaker packs the model dir into.
+    capsys.readouterr()
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(base / "model" / "resnet8.keras", arcname="resnet8.keras")
+    for path in (base / "model" / "resnet8.keras", archive):
+        assert main(["trace", str(path), "--store", run.store.uri, "--json"]) == 0
+        [found] = json.loads(capsys.readouterr().out)["runs"]
+        assert found["id"] == run.id
+        hows = {x["how"] for x in found["matches"]}
+        assert "embedded" in hows and ("exact" in hows or path == archive), hows
 
 
 def test_launcher_sends_train_flags_as_hyperparameters_of_the_same_name(capsys, monkeypatch,

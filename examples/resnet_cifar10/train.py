@@ -111,8 +111,8 @@ def train(argv=None, *, callbacks=()):
     net.fit(train_ds, epochs=args.epochs, validation_data=test_ds, shuffle=False,
             callbacks=[repro, sources, *callbacks], verbose=args.verbose)
     seconds = time.perf_counter() - started
-    _save_model(net, args, runtime)
     run = repro.run
+    _save_model(net, args, runtime, run)
     print(f"train.py: run {run.id} {run.status} in {seconds:.1f} s "
           f"(store {getattr(run.store, 'uri', None) or 'not written on this worker'})",
           flush=True)
@@ -142,11 +142,15 @@ def _record_sources(run, *splits) -> None:
                   file=sys.stderr)
 
 
-def _save_model(net, args, runtime) -> None:
+def _save_model(net, args, runtime, run) -> None:
     """The final model in --model-dir (SM_MODEL_DIR on SageMaker).
 
-    Under several workers every worker saves (saving reads distributed
-    variables together); only the chief's copy is kept.
+    The file shipped is the run's recorded `model.keras` export, copied out of the
+    store: it names its run (`mlrepro trace` finds it, also inside the job's
+    model.tar.gz) and is byte for byte what the run logged. Without that export
+    (`--export` left it out, or the store could not be read) it is a plain
+    `model.save`. Under several workers every worker saves (saving reads
+    distributed variables together); only the chief's copy is kept.
     """
     import tempfile
 
@@ -159,8 +163,28 @@ def _save_model(net, args, runtime) -> None:
         return
     os.makedirs(model_dir, exist_ok=True)
     path = os.path.join(model_dir, f"resnet{args.depth}.keras")
+    if _copy_recorded_export(run, path):
+        print(f"train.py: saved {path} (the export of run {run.id})", flush=True)
+        return
     net.save(path)
     print(f"train.py: saved {path}", flush=True)
+
+
+def _copy_recorded_export(run, path) -> bool:
+    """Copy the run's `model.keras` artifact to `path`; False when there is none."""
+    from mlrepro.analysis.get import copy_artifact
+
+    store = getattr(run, "store", None)
+    try:
+        manifest = store.read_manifest(run.id)
+        if "model.keras" not in (manifest.get("artifacts") or {}):
+            return False
+        copy_artifact(store, manifest, "model.keras", path, force=True)
+        return True
+    except Exception as exc:  # noqa: BLE001 - the model is saved all the same
+        print(f"train.py: warning: the recorded export could not be copied ({exc}); "
+              "saving the model directly", file=sys.stderr)
+        return False
 
 
 if __name__ == "__main__":

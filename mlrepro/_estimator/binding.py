@@ -18,7 +18,7 @@ from typing import Any, Mapping
 from mlrepro import env, record
 from mlrepro import runtime as runtime_mod
 from mlrepro.capture.redact import redact
-from mlrepro.core.run import Run, start_run
+from mlrepro.core.run import Run, reproduced_run, start_run
 from mlrepro.errors import MlreproError, warn
 
 RUN_FILE = record.EMBEDDED_RUN_FILE  # in a model_dir and in a SavedModel's assets/ (see `mlrepro trace`)
@@ -145,6 +145,11 @@ def bind(model_dir: str, *, project: str | None, store=None, name: str | None = 
                 f"{project!r}: use a fresh model_dir, or project={owner!r} to continue that run")
         if run is not None:
             return run
+        if pointer is not None and role != EVALUATOR and reproduced_run() == pointer["run_id"]:
+            raise ModelDirError(
+                f"model_dir {model_dir} holds the checkpoints of run {pointer['run_id']}, which "
+                "this process reproduces: a re-run there would continue that run instead of "
+                "repeating it; give the re-run a fresh model_dir")
         if pointer is None and not allow_new:
             raise ModelDirError(
                 f"model_dir {model_dir} has no mlrepro run ({RUN_FILE} is missing): train it "

@@ -36,9 +36,11 @@ from mlrepro._keras import facts as _facts
 from mlrepro._keras import export as _export
 from mlrepro._keras import fitargs as _fitargs
 from mlrepro._keras import flavour as _flavour
+from mlrepro._keras import initial_state as _initial
 from mlrepro._keras import order as _order
 from mlrepro._keras import params as _params
 from mlrepro._keras import pipeline as _pipeline
+from mlrepro._keras import reproduction as _reproduction
 from mlrepro._keras import runfile as _runfile
 from mlrepro._keras import seeding as _seeding
 from mlrepro._keras import tensorboard as _tb
@@ -140,6 +142,7 @@ class ReproCallback(_Base):
         self._formats = _arguments.export_formats(export)
         self._tensorboard = bool(tensorboard)
         self._seed_record = _seeding.apply_now(seed, deterministic)
+        _initial.warn_built_before_seed(self._seed_record)
         self.run: Any = None
         self._reset()
         if self._every == 0:  # let Keras skip our batch hooks entirely
@@ -243,6 +246,8 @@ class ReproCallback(_Base):
                       f"{self._ckpt_dir}; this run takes no checkpoints: pass "
                       "ReproCallback(checkpoint=...) a directory of its own")
                 self._ckpt_dir, info = None, None
+            if _reproduction.holds_original(info):  # a re-run never continues the original
+                self._ckpt_dir, info = _reproduction.fresh_checkpoint_dir(self.project), None
         resumable = _runfile.resumable(info, self.project)
         active = active_run()
         if active is not None:
@@ -260,7 +265,11 @@ class ReproCallback(_Base):
         run = self.run
         self._writes = self._writes and getattr(run, "writes", True)
         self._watch_fit(fit)
+        kept = self._stage("initial state", lambda: _initial.keep(run, model, self._seed_record,
+                                                                  self._writes))
         self._stage("determinism", lambda: self._record_determinism(model))
+        if kept:
+            run.update_section(DETERMINISM_SECTION, **kept)
         self._stage("check_workers", lambda: _check_workers(run, model))
         restored = None
         if self._ckpt_dir is not None:

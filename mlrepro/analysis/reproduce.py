@@ -1,9 +1,11 @@
 """`mlrepro reproduce RUN`: rebuild a run's code, check environment and data, re-run it, judge.
 
 The code is rebuilt in a scratch clone (commit + stored patch, or the stored
-script); the environment and data are compared with the record (drift is listed;
-`--strict` refuses on environment drift, data drift refuses unless
-`--allow-data-drift`); the recorded command is re-run with the current Python,
+script), and the recorded working directory's other files are copied in beside it
+(`mlrepro.analysis.workdir`), so relative data paths work and no write of the
+re-run reaches the original's files; the environment and data are compared with
+the record (drift is listed; `--strict` refuses on environment drift, data drift
+refuses unless `--allow-data-drift`); the recorded command is re-run with the current Python,
 recording a new run whose parent is `reproduction-of` the old one; and the two
 runs' metrics and artifacts decide the verdict. Exit 0: bit-identical or within
 tolerance; 1: diverged; 2: refused.
@@ -24,16 +26,19 @@ from mlrepro import env
 from mlrepro.analysis.artifacts import compare_run_artifacts
 from mlrepro.analysis.rebuild import Rebuilt, rebuild_code
 from mlrepro.analysis.recheck import CHANGED, MISSING, recheck_data, recorded_paths
+from mlrepro.analysis.workdir import DEFAULT_LIMIT_MB, populate, redirect_state_dirs
 from mlrepro.capture.environment import capture_environment
 from mlrepro.capture.redact import REDACTED
 from mlrepro.compare import (compare_curves, diff_data, diff_environment, diff_mapping,
                              environment_drift, judge)
+from mlrepro.compare.artifacts import ADDED
 from mlrepro.compare.curves import DEFAULT_IGNORED
 from mlrepro.compare.sections import is_empty
+from mlrepro.core.run import REPRODUCTION_OF
 from mlrepro.errors import MlreproError
+from mlrepro.record import FINISHED, RUNNING
 from mlrepro.store import ManifestWrite
 
-REPRODUCTION_OF = "reproduction-of"
 DEFAULT_RTOL = 1e-6
 DEFAULT_ATOL = 1e-9
 
@@ -53,6 +58,8 @@ class ReproduceOptions:
         stored_source: if the commit cannot be found, re-run the stored entry point alone.
         keep: keep the scratch tree.
         timeout: give up on the re-run after this many seconds.
+        copy_limit_mb: refuse to copy more than this many megabytes of the recorded
+            working directory into the re-run's.
     """
 
     repo: str | None = None
@@ -66,6 +73,7 @@ class ReproduceOptions:
     stored_source: bool = False
     keep: bool = False
     timeout: float | None = None
+    copy_limit_mb: float = DEFAULT_LIMIT_MB
 
 
 @dataclass
@@ -78,6 +86,7 @@ class Reproduction:
     code: dict = field(default_factory=dict)
     command: list[str] = field(default_factory=list)
     cwd: str = ""
+    workdir: dict = field(default_factory=dict)
     new_run: str | None = None
     after: list[str] = field(default_factory=list)
     verdict: dict | None = None
@@ -147,8 +156,10 @@ def command_for(manifest: dict, rebuilt: Rebuilt, python: str, notes: list[str])
     return [python, rebuilt.entry, *args]
 
 
-def _child_env(manifest: dict, store_uri: str) -> dict:
+def _child_env(manifest: dict, store_uri: str, scratch: str) -> dict:
     out = dict(os.environ)
+    out["TMPDIR"] = os.path.join(scratch, "tmp")  # the re-run's temporary files go with it
+    os.makedirs(out["TMPDIR"], exist_ok=True)
     out[env.STORE.name] = store_uri
     out[env.PARENT.name] = json.dumps({"kind": REPRODUCTION_OF, "run": manifest["id"]})
     out.pop(env.DISABLE.name, None)  # the re-run must be recorded
@@ -214,8 +225,10 @@ def reproduce_run(store, ref: str, options: ReproduceOptions | None = None, *, s
             say(f"             {note}")
         _check_environment(m, python, options, out, say)
         _check_data(m, options, out, say)
+        _populate_workdir(store, m, rebuilt, tmp, options, out, say)
         notes: list[str] = []
         out.command = command_for(m, rebuilt, python, notes)
+        out.command[2:] = redirect_state_dirs(m, out.command[2:], tmp, notes)
         out.cwd = rebuilt.cwd
         for note in notes:
             say(f"             {note}")
@@ -223,7 +236,7 @@ def reproduce_run(store, ref: str, options: ReproduceOptions | None = None, *, s
         if options.check_only:
             say("check only   every check passed; the run was not re-run")
             return out
-        new = _rerun(store, m, out, options, say, child_stdout)
+        new = _rerun(store, m, out, options, say, child_stdout, tmp)
         if new is not None:
             _judge(store, m, new, out, options, say)
         return out
@@ -232,6 +245,19 @@ def reproduce_run(store, ref: str, options: ReproduceOptions | None = None, *, s
             say(f"scratch tree kept at {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _populate_workdir(store, m: dict, rebuilt: Rebuilt, scratch: str,
+                      options: ReproduceOptions, out: Reproduction, say) -> None:
+    """The recorded working directory's files, copied beside the rebuilt code."""
+    recorded_cwd = (m.get("code") or {}).get("cwd")
+    done = populate(recorded_cwd, rebuilt.cwd, m["id"],
+                    skip=[getattr(store, "root", None), scratch],
+                    limit_mb=options.copy_limit_mb, dry_run=options.check_only)
+    out.workdir = {"source": done.source, "files": done.files, "bytes": done.bytes,
+                   "skipped": done.skipped}
+    for note in done.notes:
+        say(f"             {note}")
 
 
 def _check_environment(m: dict, python: str, options: ReproduceOptions, out: Reproduction,
@@ -273,17 +299,21 @@ def _check_data(m: dict, options: ReproduceOptions, out: Reproduction, say) -> N
 
 
 def _rerun(store, m: dict, out: Reproduction, options: ReproduceOptions, say,
-           child_stdout) -> dict | None:
+           child_stdout, scratch: str) -> dict | None:
     """Run the command; the new run's manifest, or None (with a `failed` verdict) if it failed."""
     before = set(store.run_ids())
     started = time.time()
     try:
-        proc = subprocess.run(out.command, cwd=out.cwd, env=_child_env(m, store.uri),
+        proc = subprocess.run(out.command, cwd=out.cwd, env=_child_env(m, store.uri, scratch),
                               timeout=options.timeout, stdout=child_stdout)
         code = proc.returncode
     except subprocess.TimeoutExpired:
         code = None
     new = _find_new_run(store, before, m["id"])
+    if code != 0 and new is not None and store.effective_status(m) not in (FINISHED, RUNNING):
+        say(f"re-run       stopped too (exit {code}, run {new['id']} {new.get('status')}): "
+            "judged on the steps the original reached")
+        code = 0  # the original stopped as well: what both reached is compared
     if code != 0:
         status = f"exit {code}" if code is not None else f"timed out after {options.timeout:g}s"
         message = f"the re-run failed ({status}" + (
@@ -305,15 +335,51 @@ def _judge(store, m: dict, new: dict, out: Reproduction, options: ReproduceOptio
            say) -> None:
     """Compare the two runs' records, curves and artifacts; file the verdict in the new run."""
     _after_checks(m, new, out, say)
-    curves = compare_curves(store.read_points(m["id"]).series,
-                            store.read_points(new["id"]).series,
+    old_series = store.read_points(m["id"]).series
+    new_series = store.read_points(new["id"]).series
+    status = store.effective_status(m)
+    stopped = _stopped_at(status, old_series)
+    if stopped is not None:
+        new_series = {name: [p for p in points if int(p[0]) <= stopped]
+                      for name, points in new_series.items()}
+        new_series = {name: points for name, points in new_series.items() if points}
+    curves = compare_curves(old_series, new_series,
                             rtol=options.rtol, atol=options.atol, ignore=options.ignore)
-    verdict = judge(curves, compare_run_artifacts(store, m, new))
+    artifacts = compare_run_artifacts(store, m, new)
+    if stopped is not None:  # what the original never got to write is not a difference
+        artifacts = [a for a in artifacts if a["status"] != ADDED]
+    verdict = judge(curves, artifacts)
+    verdict.details += _initial_state_lines(m, new)
+    if stopped is not None and verdict.exit_code == 0:
+        verdict.message = (f"identical up to step {stopped} where the original stopped "
+                           f"({status}): {verdict.message}")
     out.verdict = dict(verdict.to_json(), curves=curves.to_json())
+    if stopped is not None:
+        out.verdict["partial"] = {"original_status": status, "up_to_step": stopped}
     say(f"verdict      {verdict.message}")
     for line in verdict.details:
         say(f"             {line}")
     _record_verdict(store, new["id"], m["id"], out.verdict, options.rtol, options.atol)
+
+
+def _initial_state_lines(old: dict, new: dict) -> list[str]:
+    """What the verdict owes to a model built before seeding (see mlrepro._keras.initial_state)."""
+    det_old, det_new = old.get("determinism") or {}, new.get("determinism") or {}
+    if not det_old.get("model_built_before_seed"):
+        return []
+    if det_new.get("initial_state_restored_from") == old["id"]:
+        return ["the original's model was built before seeding: the re-run started from its "
+                "recorded initial state (artifact initial_state), not from seeded weights"]
+    return ["the original's model was built before seeding and no initial state was restored, "
+            "so the runs started from different weights: create ReproCallback before the model"]
+
+
+def _stopped_at(status: str, series: dict) -> int | None:
+    """The last step a crashed or killed original reached (None: it finished or runs)."""
+    if status in (FINISHED, RUNNING):
+        return None
+    steps = [int(p[0]) for points in series.values() for p in points]
+    return max(steps) if steps else None
 
 
 def _after_checks(old: dict, new: dict, out: Reproduction, say) -> None:

@@ -3,13 +3,17 @@
 Any file is found by its content digest among the artifacts runs logged (a bare
 weights file, a checkpoint, a file inside a logged directory). A directory (a
 SavedModel) is found by its tree digest, by the digests of its files, and by the
-run id mlrepro embeds in exports (`mlrepro_run.json`). A `.keras` zip is also
-searched for the embedded member, and a SageMaker `model.tar.gz` is unpacked into
-a temporary directory and traced like a directory.
+run id mlrepro embeds in exports (`mlrepro_run.json`). A `.keras` or `.zip` (also
+one inside a directory or archive) is searched for the embedded member and matched
+by its members too: a `model.save` of the trained model has other save metadata
+than the run's `model.keras`, but the same `model.weights.h5`. A SageMaker
+`model.tar.gz` is unpacked into a temporary directory and traced like a directory.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import tarfile
@@ -23,6 +27,11 @@ from mlrepro.record import EMBEDDED_RUN_FILE, tree_digest
 from mlrepro.compare.text import short, when
 
 MAX_MEMBER_FILES = 5000
+MAX_ZIP_BYTES = 1 << 31
+ZIP_SUFFIXES = (".keras", ".zip")
+# Members that describe a model, not its trained values: any run of the same
+# architecture has them, so they tie nothing to one run.
+DESCRIPTIVE_MEMBERS = (".json",)
 MAX_PARENT_DEPTH = 20
 
 EXACT = "exact"        # the whole file or directory is a logged artifact
@@ -39,6 +48,7 @@ class Evidence:
     trees: dict[str, str] = field(default_factory=dict)    # tree digest -> relative dir
     files: dict[str, str] = field(default_factory=dict)    # file digest -> relative path
     embedded: list[dict] = field(default_factory=list)     # parsed mlrepro_run.json files
+    members: dict[tuple, list] = field(default_factory=dict)  # (crc, size) -> [(sha, where)]
 
 
 def _read_embedded(data: bytes, where: str) -> dict | None:
@@ -75,24 +85,55 @@ def _scan_dir(root: str, ev: Evidence, prefix: str = "") -> None:
                     found = _read_embedded(fh.read(), prefix + rel)
                 if found:
                     ev.embedded.append(found)
+            elif name.endswith(ZIP_SUFFIXES) and zipfile.is_zipfile(full):
+                _scan_zip(full, ev, prefix + rel)
     for d, files in per_dir.items():
         where = prefix + d if d else (prefix + "/" if prefix else ".")  # "model.tar.gz:/"
         ev.trees.setdefault(tree_digest(files), where)
 
 
-def _scan_zip(path: str, ev: Evidence) -> None:
+def _scan_zip(path: str, ev: Evidence, where: str | None = None) -> None:
+    """The embedded run file of a zip, and the digests of its members that hold values."""
+    where = where or os.path.basename(path)
     try:
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist():
-                if info.is_dir() or info.file_size > (1 << 31):
+                if info.is_dir() or info.file_size > MAX_ZIP_BYTES:
                     continue
                 if os.path.basename(info.filename) == EMBEDDED_RUN_FILE:
-                    found = _read_embedded(zf.read(info), f"{os.path.basename(path)}:"
-                                                          f"{info.filename}")
+                    found = _read_embedded(zf.read(info), f"{where}:{info.filename}")
                     if found:
                         ev.embedded.append(found)
-    except (zipfile.BadZipFile, OSError):
+                elif not info.filename.endswith(DESCRIPTIVE_MEMBERS):
+                    digest = hashlib.sha256(zf.read(info)).hexdigest()
+                    ev.members.setdefault((info.CRC, info.file_size), []).append(
+                        (digest, f"{where}:{info.filename}"))
+    except (zipfile.BadZipFile, OSError, ValueError):
         pass
+
+
+def zip_artifact_matches(store, name: str, digest: str | None, ev: Evidence) -> list[str]:
+    """Members of a logged zip (a run's `model.keras`) that are byte-identical to ones found.
+
+    Only the zip's central directory is read unless a member's CRC and size match.
+    """
+    if not ev.members or not digest or not name.endswith(ZIP_SUFFIXES):
+        return []
+    try:
+        local = store.local_object_path(digest)
+        source = local if local else io.BytesIO(store.read_object(digest))
+        with zipfile.ZipFile(source) as zf:
+            out = []
+            for info in zf.infolist():
+                found = ev.members.get((info.CRC, info.file_size))
+                if not found or info.is_dir():
+                    continue
+                sha = hashlib.sha256(zf.read(info)).hexdigest()
+                out += [f"{where!r} is member {info.filename!r} of artifact {name!r}"
+                        for d, where in found if d == sha]
+            return out
+    except (zipfile.BadZipFile, OSError, ValueError, MlreproError):
+        return []
 
 
 def _safe_members(tf: tarfile.TarFile):
@@ -135,11 +176,18 @@ class Match:
     detail: str
 
 
-def find_matches(manifests: list[dict], ev: Evidence) -> list[Match]:
-    """Every artifact of every manifest that the evidence points at."""
+def find_matches(manifests: list[dict], ev: Evidence, store=None) -> list[Match]:
+    """Every artifact of every manifest that the evidence points at.
+
+    With `store`, logged zips are also opened to match the members found.
+    """
     out = []
     for m in manifests:
         for name, art in sorted((m.get("artifacts") or {}).items()):
+            if store is not None and art.get("kind") != "dir" and \
+                    art.get("digest") != ev.digest and art.get("digest") not in ev.files:
+                for detail in zip_artifact_matches(store, name, art.get("digest"), ev)[:1]:
+                    out.append(Match(m["id"], MEMBER, detail))
             if art.get("kind") == "dir":
                 tree = art.get("tree")
                 if tree in ev.trees:
@@ -188,7 +236,7 @@ def trace_path(store, path: str) -> dict:
     ev = gather_evidence(path)
     manifests = _all_manifests(store)
     by_id = {m["id"]: m for m in manifests}
-    matches = find_matches(manifests, ev)
+    matches = find_matches(manifests, ev, store)
     unresolved = []
     for emb in ev.embedded:
         run_id = emb["run_id"]

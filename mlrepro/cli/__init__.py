@@ -12,13 +12,13 @@ import sys
 import traceback
 
 from mlrepro import env
-from mlrepro.cli import diff, launch, remote, report, reproduce, runs, store, trace
+from mlrepro.cli import diff, get, launch, remote, report, reproduce, runs, store, trace
 from mlrepro.cli.args import STORE_HELP, Parser, parse_pairs, parse_value
 from mlrepro.errors import MlreproError
 from mlrepro.store import default_store_uri
 
 # The nouns, in the order `mlrepro --help` lists their verbs.
-NOUNS = (runs, store, diff, report, trace, reproduce, remote, launch)
+NOUNS = (runs, store, get, diff, report, trace, reproduce, remote, launch)
 
 __all__ = ["main", "build_parser", "parse_pairs", "parse_value"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mlrepro.analysis.reproduce import (DEFAULT_ATOL, DEFAULT_RTOL, ReproduceOptions,
                                         reproduce_run)
+from mlrepro.analysis.workdir import DEFAULT_LIMIT_MB
 from mlrepro.cli.args import print_json, store_of
 from mlrepro.compare.curves import DEFAULT_IGNORED
 
@@ -13,7 +14,8 @@ def cmd_reproduce(args) -> int:
         repo=args.repo, check_only=args.check_only, strict=args.strict,
         allow_data_drift=args.allow_data_drift, rtol=args.rtol, atol=args.atol,
         ignore=tuple(DEFAULT_IGNORED) + tuple(args.ignore_metric or ()), python=args.python,
-        stored_source=args.stored_source, keep=args.keep, timeout=args.timeout)
+        stored_source=args.stored_source, keep=args.keep, timeout=args.timeout,
+        copy_limit_mb=args.copy_limit)
     say = (lambda *_a, **_k: None) if args.json else print
     result = reproduce_run(store_of(args), args.run, options, say=say,
                            child_stdout=2 if args.json else None)  # keep stdout pure JSON
@@ -51,6 +53,9 @@ def register(subparsers, common) -> None:
                    help="if the commit cannot be found, re-run the stored entry point alone")
     p.add_argument("--python", help="interpreter for the re-run (default: this one)")
     p.add_argument("--timeout", type=float, help="give up on the re-run after this many seconds")
+    p.add_argument("--copy-limit", type=float, default=DEFAULT_LIMIT_MB, metavar="MB",
+                   help="refuse to copy more than this many MB of the recorded working "
+                        f"directory into the re-run's (default {DEFAULT_LIMIT_MB:g})")
     p.add_argument("--keep", action="store_true", help="keep the scratch tree")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_reproduce)

@@ -124,6 +124,12 @@ def run_text(manifest: dict, status: str, events: list[dict] | None = None,
     out.append(f"seed: {m.get('seed')}  deterministic: {det.get('deterministic', False)}"
                + (f"  applied: {', '.join(det.get('applied') or [])}" if det.get("applied")
                   else ""))
+    if det.get("model_built_before_seed"):  # see mlrepro._keras.initial_state
+        out.append("initial state: the model was built before seeding; " + (
+            "its initial weights are artifact initial_state (`mlrepro reproduce` restores them)"
+            if det.get("initial_state") else "its initial weights were not seeded"))
+    if det.get("initial_state_restored_from"):
+        out.append(f"initial state: restored from run {det['initial_state_restored_from']}")
     summary = m.get("metrics_summary") or {}
     out.append("metrics:")
     if not summary:

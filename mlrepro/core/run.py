@@ -38,6 +38,8 @@ from mlrepro.store import EventsAppend, ManifestWrite, ObjectPut, Store, open_st
 active_runs = registry.active_runs
 active_run = registry.active_run
 
+REPRODUCTION_OF = "reproduction-of"  # the parent kind `mlrepro reproduce` sets
+
 __all__ = ["Run", "start_run", "active_run", "active_runs", "FINISH_TIMEOUT"]
 
 
@@ -96,12 +98,16 @@ class Run:
         self.determinism = apply_seed(_seed_for(seed, deterministic), deterministic)
         self.seed = self.determinism["seed"]
         self.store = self._open_store(store) if self.writes else None
+        explicit_parent = parent
+        parent = _parent_from_env() if parent is None else parent
+        if isinstance(parent, Mapping) and parent.get("kind") == REPRODUCTION_OF and \
+                run_id == parent.get("run"):
+            run_id = None  # a re-run is always a new run, never an attempt of the original
         resumed = None
         if run_id is not None and self.store is not None:
             resumed = self._load_for_resume(run_id)
-        parent = _parent_from_env() if parent is None else parent
-        if resumed is not None:
-            self._continue(resumed, params, parent)
+        if resumed is not None:  # $MLREPRO_PARENT is for new runs only
+            self._continue(resumed, params, explicit_parent)
         else:
             self._begin(run_id, name, params, tags, parent)
         self.manifest.update(seed=self.seed, determinism=self.determinism,
@@ -620,6 +626,18 @@ def _seed_for(seed: int | None, deterministic: bool) -> int | None:
     if seed is None and deterministic:
         return env.SEED.get()
     return seed
+
+
+def reproduced_run() -> str | None:
+    """The run `$MLREPRO_PARENT` says this process reproduces (never to be reopened), or None."""
+    try:
+        parent = _parent_from_env()
+    except Exception:  # noqa: BLE001 - a malformed variable is reported when a run starts
+        return None
+    if isinstance(parent, Mapping) and parent.get("kind") == REPRODUCTION_OF and \
+            parent.get("run"):
+        return str(parent["run"])
+    return None
 
 
 def _parent_from_env() -> dict | None:
