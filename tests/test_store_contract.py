@@ -226,3 +226,50 @@ def test_optional_operations_are_part_of_the_contract(store, tmp_path, capsys):
     assert store.rebuild_index() == (1, [])       # both stores rebuild their index
     assert main(["index", "--rebuild", "--store", store.uri]) == 0
     assert "indexed 1 runs" in capsys.readouterr().out
+
+
+def test_gc_removes_only_what_no_run_names_and_never_a_live_runs_objects(store, monkeypatch,
+                                                                         capsys):
+    import socket
+    import time
+
+    from mlrepro.cli import main
+    from mlrepro.store import gc
+
+    monkeypatch.setattr(gc, "CLOCK_SLACK", 1.0)   # the default allows 5 minutes of clock skew
+    orphan = ObjectPut(data=b"named by a run deleted long ago")
+    store.write_batch([orphan])
+    time.sleep(2.1)                               # S3 keeps whole seconds
+    named, live_named, live_pending = (ObjectPut(data=b"a finished run's model"),
+                                       ObjectPut(data=b"the live run's first checkpoint"),
+                                       ObjectPut(data=b"uploaded, not yet in its manifest"))
+    done, live = _ids(2)
+    started = time.time()                          # the live run starts, uploads, then names
+    store.write_batch([named, live_named, live_pending])        # objects go first
+    store.write_batch([ManifestWrite(done, _manifest(
+        done, artifacts={"model": {"digest": named.digest, "size": 22}}))])
+    running = new_manifest(live, "p", None, started=started, host=socket.gethostname(),
+                           pid=os.getpid())
+    running["artifacts"] = {"ckpt-1": {"digest": live_named.digest, "size": 31}}
+    store.write_batch([ManifestWrite(live, running)])
+
+    report = gc.collect(store, grace=0, dry_run=True)
+    assert report.removed == [orphan.digest] and report.live_runs == [live]
+    assert store.has_object(orphan.digest)                     # a dry run removes nothing
+    assert main(["gc", "--store", store.uri, "--grace", "0", "--dry-run"]) == 0
+    assert "would remove 1 objects" in capsys.readouterr().out
+    assert main(["gc", "--store", store.uri, "--grace", "0"]) == 0
+    assert "removed 1 objects" in capsys.readouterr().out
+    assert sorted(store.iter_objects()) == sorted([named.digest, live_named.digest,
+                                                   live_pending.digest])
+    assert store.read_object(named.digest) == b"a finished run's model"
+    # With a long grace nothing recent goes, live run or not.
+    running.update(status="finished", end_time=time.time())
+    store.write_batch([ManifestWrite(live, running)])
+    assert gc.collect(store).removed == []
+    # Once the run has ended without naming it, the pending upload is garbage too.
+    assert gc.collect(store, grace=0).removed == [live_pending.digest]
+    assert sorted(store.iter_objects()) == sorted([named.digest, live_named.digest])
+    assert [m["id"] for m in store.list_runs()] == [live, done] or \
+        sorted(m["id"] for m in store.list_runs()) == sorted([live, done])
+    assert main(["gc", "--store", store.uri, "--grace", "-1"]) == 2

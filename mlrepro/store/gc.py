@@ -4,8 +4,9 @@ An object is kept when
 - a readable manifest names it (every run, whatever its status), or
 - it was written (or reused: writers refresh an old object they dedupe against, see
   `Store.touch_object`) within the grace period, or
-- it was written after the oldest live run started: a run being written uploads its
-  objects before the manifest that names them, so anything since its start may be its.
+- it was written after the oldest live run started (less `CLOCK_SLACK`, for clocks that
+  disagree): a run being written uploads its objects before the manifest that names
+  them, so anything since its start may be its.
 
 A manifest that cannot be read stops the collection (what it names is unknown). In
 an S3 store, gc also removes index segments no head names and aborts multipart
@@ -23,6 +24,7 @@ from mlrepro.errors import CorruptRecord, MlreproError, RunNotFound
 from mlrepro.store.base import Store, objects_of
 
 DEFAULT_GRACE = 24 * 3600.0          # seconds an unreferenced object is kept after its last write
+CLOCK_SLACK = 300.0                  # a live run's start vs the store's clock (S3 keeps seconds)
 
 
 @dataclass
@@ -72,7 +74,7 @@ def collect(store: Store, *, grace: float = DEFAULT_GRACE, dry_run: bool = False
         except CorruptRecord as exc:
             if _claimed_only(store, run_id):          # claimed, first manifest not yet written
                 report.live_runs.append(run_id)
-                cutoff = min(cutoff, _id_time(run_id, now))
+                cutoff = min(cutoff, _id_time(run_id, now) - CLOCK_SLACK)
                 continue
             raise MlreproError(f"gc stopped: the manifest of run {run_id} cannot be read "
                                f"({exc}); repair or delete that run, then run gc again") from None
@@ -80,7 +82,7 @@ def collect(store: Store, *, grace: float = DEFAULT_GRACE, dry_run: bool = False
         referenced.update(objects_of(manifest))
         if store.effective_status(manifest) == record.RUNNING:
             report.live_runs.append(run_id)
-            cutoff = min(cutoff, float(manifest.get("start_time") or now))
+            cutoff = min(cutoff, float(manifest.get("start_time") or 0) - CLOCK_SLACK)
     report.cutoff = cutoff
     doomed = []
     for digest, size, mtime in objects:
