@@ -52,8 +52,10 @@ DELTA_DIR = "delta"
 HEAD_DIR = "head"
 SEGMENT_DIR = "index-segments"       # outside INDEX_DIR, so the LIST stays short
 SEGMENT_ROWS = 16384                 # rows per segment before it splits (~2 MB gzipped)
-COMPACT_AFTER = 16                   # pending deltas a reader folds into a new head
-WRITER_COMPACT_AFTER = 64            # pending deltas a writer ending a run folds in
+COMPACT_AFTER = 8                    # pending deltas a reader folds into a new head
+WRITER_COMPACT_AFTER = 8             # pending deltas a writer ending a run folds in
+# So a cold reader meets at most 7 pending deltas: 1 LIST + 1 head + ceil(runs / 16384)
+# segments + 7 GETs (10,000 runs: <= 10 requests; 100,000 runs: <= 16).
 HEARTBEAT_ROW_SECONDS = 60           # a heartbeat-only change writes a row this often
 READ_ATTEMPTS = 4
 THREADS = 8
@@ -330,15 +332,18 @@ class RemoteIndex:
                 found = [r for r in pool.map(get, deltas) if r is not None]
             live = set(rows)
             merge(rows, (r for r in found if r["id"] in live))   # a row needs its manifest
-            segments = self._put_segments(sorted(rows.values(), key=lambda r: r["id"]))
-            head = {"generation": generation} if heads else None
-            snap = Snapshot(head, heads[-1] if heads else None, {}, {}, [])
             # After a rebuild every delta listed before the scan is consumed; the next
             # compaction deletes them.
-            if self._publish(snap, segments, deltas):
+            if self.publish(list(rows.values()), generation, consumed=deltas):
                 return len(good), bad
         raise StoreError(f"the index of {self.store.uri} kept changing during the rebuild: "
                          "run `mlrepro index --rebuild` again")
+
+    def publish(self, rows: list[dict], generation: int, consumed: list[str] = ()) -> bool:
+        """Head `generation + 1` holding exactly `rows` (a rebuild; a bulk seed of a bench)."""
+        segments = self._put_segments(sorted(rows, key=lambda r: r["id"]))
+        head = {"generation": generation} if generation else None
+        return self._publish(Snapshot(head, None, {}, {}, []), segments, list(consumed))
 
     def live_segments(self) -> set[str]:
         """Segment keys that some head still names (gc keeps these)."""
