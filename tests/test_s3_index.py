@@ -177,3 +177,24 @@ def test_two_compactors_at_once_keep_every_row(s3_env):
     assert b.index.compact(snap_b) is True
     assert a.index.compact(snap_a) is False            # lost the conditional PUT: gives up
     assert sorted(r["id"] for r in S3Store(store.uri).list_runs()) == ids
+
+
+def test_a_live_run_written_straight_to_s3_adds_a_row_a_minute_not_a_row_a_heartbeat(s3_env):
+    store = S3Store(f"s3://{s3_env}/team")
+    run_id = "20260101T000300-00000000aa"
+    m = _manifest(run_id, status=record.RUNNING)
+    for beat in range(5):                          # heartbeats and new metric values
+        m.update(heartbeat=m["heartbeat"] + 10,
+                 metrics_summary={"loss": {"last": 1.0 / (beat + 1)}})
+        store.write_batch([ManifestWrite(run_id, m)])
+    assert len(_index_keys(s3_env, "team/index/delta/")) == 1
+    m.update(heartbeat=m["heartbeat"] + remote_index.HEARTBEAT_ROW_SECONDS)
+    store.write_batch([ManifestWrite(run_id, m)])     # a minute on: the row moves
+    m.update(tags={"note": "changed"})
+    store.write_batch([ManifestWrite(run_id, m)])     # anything else: at once
+    m.update(status=record.FINISHED, end_time=time.time())
+    store.write_batch([ManifestWrite(run_id, m)])
+    assert len(_index_keys(s3_env, "team/index/delta/")) == 1   # each superseded one deleted
+    (row,) = S3Store(store.uri).list_runs()
+    assert row["status"] == "finished" and row["tags"] == {"note": "changed"}
+    assert row["metrics_summary"] == {"loss": {"last": 0.2}}

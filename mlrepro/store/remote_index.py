@@ -53,7 +53,7 @@ COMPACT_AFTER = 8                    # pending deltas a reader folds into a new 
 WRITER_COMPACT_AFTER = 8             # pending deltas a writer ending a run folds in
 # So a cold reader meets at most 7 pending deltas: 1 LIST + 1 head + ceil(runs / 16384)
 # segments + 7 GETs (10,000 runs: <= 10 requests; 100,000 runs: <= 16).
-HEARTBEAT_ROW_SECONDS = 60           # a heartbeat-only change writes a row this often
+HEARTBEAT_ROW_SECONDS = 60           # a live run's heartbeat / metrics move its row this often
 READ_ATTEMPTS = 4
 THREADS = 8
 _WRITTEN = "_written"
@@ -101,11 +101,12 @@ def listed(row: dict) -> dict:
     return row
 
 
-def same_but_heartbeat(a: dict | None, b: dict) -> bool:
-    """Whether two rows differ only in heartbeat (and write time), by less than the row period."""
-    if a is None:
+def minor_update(a: dict | None, b: dict) -> bool:
+    """Whether row `b` may be skipped after `a`: a live run's heartbeat and metric summary moved,
+    nothing else, within the row period (the listing's heartbeat lags by at most that)."""
+    if a is None or b.get("status") != record.RUNNING:
         return False
-    strip = (_WRITTEN, "heartbeat")
+    strip = (_WRITTEN, "heartbeat", "metrics_summary")
     if {k: v for k, v in a.items() if k not in strip} != \
             {k: v for k, v in b.items() if k not in strip}:
         return False
@@ -177,7 +178,7 @@ class RemoteIndex:
         run_id = manifest["id"]
         row = row_of(manifest)
         previous = self._last.get(run_id)
-        if previous is not None and same_but_heartbeat(previous[1], row):
+        if previous is not None and minor_update(previous[1], row):
             return
         key = self.delta_prefix() + f"{run_id}.{time.time_ns():020d}.{os.urandom(4).hex()}.json"
         self.store._put(key, json.dumps(row, sort_keys=True, default=str).encode("utf-8"),

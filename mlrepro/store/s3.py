@@ -87,15 +87,19 @@ class S3Store(Store):
         uri: `s3://bucket/prefix`.
         client: a boto3 S3 client to use (default: one from the usual boto3 chain;
             `AWS_ENDPOINT_URL` points it at an S3-compatible server).
+        part_size: bytes per part of a multipart transfer (S3's minimum is 5 MiB).
+        multipart_above: objects larger than this go up and come down in parts.
 
     Example:
         >>> store = S3Store("s3://team-bucket/mlrepro")          # doctest: +SKIP
         >>> store.list_runs(project="cifar10")[:1]                 # doctest: +SKIP
     """
 
-    def __init__(self, uri: str, *, client=None, part_size: int = multipart.PART_SIZE):
+    def __init__(self, uri: str, *, client=None, part_size: int = multipart.PART_SIZE,
+                 multipart_above: int = SINGLE_PUT_LIMIT):
         self.bucket, self.prefix = parse_s3_uri(uri)
         self.part_size = part_size
+        self.multipart_above = multipart_above
         self.index = RemoteIndex(self)
         self.last_transfer: multipart.PartStats | None = None
         self.uri = SCHEME + self.bucket + ("/" + self.prefix if self.prefix else "")
@@ -313,7 +317,7 @@ class S3Store(Store):
             self.touch_object(put.digest)
             return put.digest
         key = self.object_key(put.digest)
-        if size <= SINGLE_PUT_LIMIT:
+        if size <= self.multipart_above:
             with open(put.path, "rb") as fh:
                 self._call("write", self.client.put_object, Key=key, Body=fh, ContentLength=size,
                            ChecksumSHA256=base64.b64encode(hasher.digest()).decode("ascii"))
@@ -483,7 +487,7 @@ class S3Store(Store):
             raise StoreError(f"object {digest[:12]} is missing from {self.uri}: push the run "
                              "that names it again from a store that has it") from None
         size = int(head["ContentLength"])
-        if size <= SINGLE_PUT_LIMIT:
+        if size <= self.multipart_above:
             return super().download_object(digest, path)
         self.last_transfer = multipart.download(self, self.object_key(digest), path, digest,
                                                 size, self.part_size)
