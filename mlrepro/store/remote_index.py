@@ -227,8 +227,10 @@ class RemoteIndex:
                 pending_keys = [k for k in deltas if k.rsplit("/", 1)[-1] not in consumed]
                 seg_keys = [s["key"] for s in head["segments"]] if head and segments_wanted else []
                 with ThreadPoolExecutor(max_workers=THREADS) as pool:
-                    segs = list(pool.map(self._get_segment, seg_keys))
-                    rows = list(pool.map(self._get_json, pending_keys))
+                    seg_futures = [pool.submit(self._get_segment, k) for k in seg_keys]
+                    row_futures = [pool.submit(self._get_json, k) for k in pending_keys]
+                    segs = [f.result() for f in seg_futures]
+                    rows = [f.result() for f in row_futures]
             except _Gone:
                 continue
             return Snapshot(head, heads[-1] if heads else None, dict(zip(seg_keys, segs)),
@@ -238,9 +240,13 @@ class RemoteIndex:
                          "row: run the command again")
 
     def rows(self) -> list[dict] | None:
-        """Every run's newest row (None: no index yet); compacts when many deltas are pending."""
+        """Every run's newest row; compacts when many deltas are pending.
+
+        None when no head exists yet: the first head always comes from a full rescan
+        (`rebuild`), so runs pushed before the bucket had an index are in it.
+        """
         snap = self.read()
-        if snap is None:
+        if snap is None or snap.head is None:
             return None
         rows = snap.rows()
         if len(snap.pending) >= COMPACT_AFTER:
@@ -256,13 +262,15 @@ class RemoteIndex:
         if len(deltas) < threshold:
             return False
         snap = self.read(segments_wanted=False)
-        if snap is None or len(snap.pending) < threshold:
-            return False
+        if snap is None or snap.head is None or len(snap.pending) < threshold:
+            return False                  # no head yet: the first one is a reader's rescan
         return self.compact(snap)
 
     def compact(self, snap: Snapshot) -> bool:
         """Publish head G+1 = head G plus the pending rows; False when another compactor won."""
-        segments = list(snap.head["segments"]) if snap.head else []
+        if snap.head is None:
+            return False                  # the first head comes from `rebuild` (a rescan)
+        segments = list(snap.head["segments"])
         firsts = [s["first"] for s in segments]
         touched: dict[int, list[dict]] = {}
         for row in snap.pending.values():
@@ -315,10 +323,15 @@ class RemoteIndex:
         self.store.delete_keys(snap.stale_consumed + old_heads, quiet=True)
         return True
 
-    def rebuild(self) -> tuple[int, list[tuple[str, str]]]:
-        """Rescan every manifest into a new head (the repair); returns (indexed, problems)."""
+    def rebuild(self, *, unless_built: bool = False) -> tuple[int, list[tuple[str, str]]]:
+        """Rescan every manifest into a new head (the repair); returns (indexed, problems).
+
+        With `unless_built` (a first listing), stop as soon as someone else built a head.
+        """
         for _attempt in range(READ_ATTEMPTS):
             deltas, heads = self._list()
+            if unless_built and heads:
+                return 0, []
             generation = int(heads[-1].rsplit("/", 1)[-1].split(".")[0]) if heads else 0
             good, bad = self.store.scan_manifests()
             now = time.time()

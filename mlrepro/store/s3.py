@@ -380,7 +380,7 @@ class S3Store(Store):
         rows = self.index.rows()
         if rows is None:
             try:
-                self.index.rebuild()
+                self.index.rebuild(unless_built=True)
             except StoreError:      # read-only credentials: list from the manifests instead
                 good, _bad = self.scan_manifests()
                 from mlrepro.store.remote_index import row_of
