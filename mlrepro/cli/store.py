@@ -77,6 +77,7 @@ def register(subparsers, common) -> None:
                               help="remove objects no run names (never a live run's)")
     p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     p.add_argument("--grace", type=float, default=DEFAULT_GRACE, metavar="SECONDS",
-                   help=f"keep unnamed objects written this recently (default {DEFAULT_GRACE:g})")
+                   help="keep unnamed objects written this recently (default "
+                   f"{DEFAULT_GRACE:g}; 0 only for a store nobody is pushing to)")
     p.add_argument("--verbose", action="store_true", help="print each object removed")
     p.set_defaults(func=cmd_gc)

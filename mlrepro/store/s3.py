@@ -208,11 +208,18 @@ class S3Store(Store):
         for start in range(0, len(keys), 1000):
             batch = [{"Key": k} for k in keys[start:start + 1000]]
             try:
-                self._call("delete", self.client.delete_objects,
-                           Delete={"Objects": batch, "Quiet": True})
+                answer = self._call("delete", self.client.delete_objects,
+                                    Delete={"Objects": batch, "Quiet": True})
             except (StoreError, FileNotFoundError):
                 if not quiet:
                     raise
+                continue
+            errors = answer.get("Errors") or []
+            if errors and not quiet:
+                first = errors[0]
+                raise StoreError(f"S3 would not delete {len(errors)} keys in {self.uri} (e.g. "
+                                 f"{first.get('Key')}: {first.get('Code')}): check that the "
+                                 "credentials may s3:DeleteObject, then run the command again")
 
     # -- writing --------------------------------------------------------------------
     def claim_run_id(self, run_id: str) -> bool:
