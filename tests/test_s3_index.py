@@ -215,3 +215,29 @@ def test_runs_pushed_before_the_index_existed_list_beside_new_ones(s3_env):
         store.write_batch([ManifestWrite(run_id, _manifest(run_id))])
     assert _index_keys(s3_env, "team/index/head/") == []     # writers never make the first head
     assert sorted(r["id"] for r in S3Store(store.uri).list_runs()) == sorted([old] + new)
+
+
+def test_gc_on_s3_clears_old_segments_and_abandoned_uploads_but_keeps_the_listing(s3_env):
+    from mlrepro.store import gc
+
+    store = S3Store(f"s3://{s3_env}/team")
+    ids = [f"20260101T0006{i:02d}-{i:010x}" for i in range(30)]
+    for run_id in ids[:10]:
+        store.write_batch([ManifestWrite(run_id, _manifest(run_id))])
+    store.list_runs()                                   # head 1
+    for run_id in ids[10:]:
+        store.write_batch([ManifestWrite(run_id, _manifest(run_id))])   # writers compact
+    S3Store(store.uri).list_runs()
+    segments = _index_keys(s3_env, "team/index-segments/")
+    assert len(segments) >= 2                           # superseded ones are still there
+    client = boto3.session.Session().client("s3")
+    key = store.object_key("ab" * 32)
+    client.create_multipart_upload(Bucket=s3_env, Key=key)     # a push that never came back
+    time.sleep(1.1)
+    report = gc.collect(S3Store(store.uri), grace=0)
+    assert key in report.other and report.removed == []
+    left = _index_keys(s3_env, "team/index-segments/")
+    assert 1 <= len(left) < len(segments)
+    assert set(left) == S3Store(store.uri).index.live_segments()
+    assert client.list_multipart_uploads(Bucket=s3_env).get("Uploads", []) == []
+    assert sorted(r["id"] for r in S3Store(store.uri).list_runs()) == ids
