@@ -241,3 +241,24 @@ def test_gc_on_s3_clears_old_segments_and_abandoned_uploads_but_keeps_the_listin
     assert set(left) == S3Store(store.uri).index.live_segments()
     assert client.list_multipart_uploads(Bucket=s3_env).get("Uploads", []) == []
     assert sorted(r["id"] for r in S3Store(store.uri).list_runs()) == ids
+
+
+def test_a_damaged_index_is_rebuilt_from_the_manifests_with_a_warning(s3_env):
+    from mlrepro.errors import MlreproWarning
+
+    store = S3Store(f"s3://{s3_env}/team")
+    ids = [f"20260101T0007{i:02d}-{i:010x}" for i in range(5)]
+    for run_id in ids[:3]:
+        store.write_batch([ManifestWrite(run_id, _manifest(run_id))])
+    store.list_runs()
+    for run_id in ids[3:]:
+        store.write_batch([ManifestWrite(run_id, _manifest(run_id))])
+    client = boto3.session.Session().client("s3")
+    (head,) = _index_keys(s3_env, "team/index/head/")
+    delta = [k for k in _index_keys(s3_env, "team/index/delta/") if ids[4] in k][0]
+    for key in (head, delta):
+        client.put_object(Bucket=s3_env, Key=key, Body=b"{not json")
+    with pytest.warns(MlreproWarning, match="damaged"):
+        listed = S3Store(store.uri).list_runs()
+    assert sorted(r["id"] for r in listed) == ids
+    assert sorted(r["id"] for r in S3Store(store.uri).list_runs()) == ids   # and it stays so

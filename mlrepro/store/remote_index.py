@@ -37,6 +37,7 @@ import gzip
 import hashlib
 import json
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable
@@ -155,6 +156,7 @@ class RemoteIndex:
         """`store`: the `S3Store` whose index this is (its key, GET/PUT/LIST/DELETE helpers)."""
         self.store = store
         self._last: dict[str, tuple[str, dict]] = {}    # run id -> (our last delta key, row)
+        self._lock = threading.Lock()
 
     # -- keys -------------------------------------------------------------------------------
     def _index_key(self, *parts: str) -> str:
@@ -177,20 +179,22 @@ class RemoteIndex:
         """Write the delta row of a manifest just written (after it, never before)."""
         run_id = manifest["id"]
         row = row_of(manifest)
-        previous = self._last.get(run_id)
-        if previous is not None and minor_update(previous[1], row):
-            return
-        key = self.delta_prefix() + f"{run_id}.{time.time_ns():020d}.{os.urandom(4).hex()}.json"
-        self.store._put(key, json.dumps(row, sort_keys=True, default=str).encode("utf-8"),
-                        ContentType="application/json")
-        self._last[run_id] = (key, row)
+        with self._lock:                  # one row at a time per run and process
+            previous = self._last.get(run_id)
+            if previous is not None and minor_update(previous[1], row):
+                return
+            key = self.delta_prefix() + \
+                f"{run_id}.{time.time_ns():020d}.{os.urandom(4).hex()}.json"
+            self.store._put(key, json.dumps(row, sort_keys=True, default=str).encode("utf-8"),
+                            ContentType="application/json")
+            self._last[run_id] = (key, row)
         if previous is not None:
             self.store.delete_keys([previous[0]], quiet=True)   # superseded by the new row
         if row.get("status") != record.RUNNING:
             try:
                 self.compact_if(WRITER_COMPACT_AFTER)
-            except StoreError:
-                pass  # compaction is an optimisation; the row is written
+            except Exception:  # noqa: BLE001 - an optimisation: the row is written, a reader
+                pass           # compacts (or reports a damaged index) later
 
     # -- reading ----------------------------------------------------------------------------------
     def _get_json(self, key: str):
@@ -341,7 +345,7 @@ class RemoteIndex:
                 def get(key):
                     try:
                         return self._get_json(key)
-                    except _Gone:
+                    except (_Gone, ValueError):     # gone, or damaged: the scan has the run
                         return None
                 found = [r for r in pool.map(get, deltas) if r is not None]
             live = set(rows)

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 from mlrepro import env, record
-from mlrepro.errors import CorruptRecord, RunNotFound, StoreError
+from mlrepro.errors import CorruptRecord, RunNotFound, StoreError, warn
 from mlrepro.record import encode_points
 from mlrepro.store import multipart
 from mlrepro.store.base import (EventsAppend, ManifestWrite, MetricsAppend, ObjectPut, RunFilePut,
@@ -384,10 +384,16 @@ class S3Store(Store):
 
     def index_rows(self) -> list[dict]:
         """Every run's index row: the index read (built first from a rescan if it never was)."""
-        rows = self.index.rows()
+        damaged = False
+        try:
+            rows = self.index.rows()
+        except (ValueError, KeyError, TypeError, IndexError, OSError) as exc:  # edited by hand?
+            warn(f"the index of {self.uri} is damaged ({exc!r}); rebuilt it from the "
+                 "manifests (what `mlrepro index --rebuild` does)")
+            rows, damaged = None, True
         if rows is None:
             try:
-                self.index.rebuild(unless_built=True)
+                self.index.rebuild(unless_built=not damaged)
             except StoreError:      # read-only credentials: list from the manifests instead
                 good, _bad = self.scan_manifests()
                 from mlrepro.store.remote_index import row_of
