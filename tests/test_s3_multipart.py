@@ -147,3 +147,84 @@ def test_an_object_corrupted_in_the_bucket_is_refused_on_read(s3_env):
         Bucket=s3_env, Key=store.object_key(put.digest), Body=b"other bytes")
     with pytest.raises(StoreError, match="does not hash to its name"):
         S3Store(store.uri).read_object(put.digest)
+
+
+@pytest.mark.slow
+def test_a_push_and_a_pull_killed_mid_transfer_resume_in_a_new_process(s3_env, moto, tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import child_env
+
+    data = os.urandom(120 * MIB)
+    digest = hashlib.sha256(data).hexdigest()
+    local = LocalStore(str(tmp_path / "local"))
+    src = tmp_path / "ckpt.bin"
+    src.write_bytes(data)
+    with mlrepro.start_run(project="big", store=local, capture=False) as run:
+        run.log_artifact(str(src), "ckpt.bin", wait=True)
+    uri = f"s3://{s3_env}/team"
+    key = S3Store(uri).object_key(digest)
+    client = boto3.session.Session().client("s3")
+    parts = -(-len(data) // multipart.PART_SIZE)
+
+    def listed_parts():
+        ups = client.list_multipart_uploads(Bucket=s3_env).get("Uploads", [])
+        if not ups:
+            return 0
+        return len(client.list_parts(Bucket=s3_env, Key=key,
+                                     UploadId=ups[0]["UploadId"]).get("Parts", []))
+
+    def kill_when(cmd, ready, env):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None and not ready():
+            time.sleep(0.05)
+        assert proc.poll() is None, "the transfer ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    mlrepro_cmd = [sys.executable, "-m", "mlrepro"]
+    kill_when(mlrepro_cmd + ["push", "--store", local.root, "--remote", uri],
+              lambda: listed_parts() >= 2, child_env())
+    assert 2 <= listed_parts() < parts
+    moto.start_recording()
+    try:
+        rerun = subprocess.run(mlrepro_cmd + ["push", "--store", local.root, "--remote", uri],
+                               env=child_env(), capture_output=True, text=True, timeout=300)
+    finally:
+        moto.stop_recording()
+    assert rerun.returncode == 0, rerun.stderr
+    sent = [r for r in moto.requests() if r["method"] == "PUT" and "partNumber=" in r["url"]]
+    assert 0 < len(sent) <= parts - 2                     # the parts S3 had were not sent again
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    fresh = str(tmp_path / "fresh")
+    state = tmp / (multipart.PARTIAL_PREFIX + digest + ".json")
+
+    def fetched():
+        try:
+            return len(json.loads(state.read_text())["done"]) >= 2
+        except (OSError, ValueError):
+            return False
+
+    kill_when(mlrepro_cmd + ["pull", "--store", fresh, "--remote", uri], fetched,
+              child_env(TMPDIR=str(tmp)))
+    done_before = len(json.loads(state.read_text())["done"])
+    moto.start_recording()
+    try:
+        rerun = subprocess.run(mlrepro_cmd + ["pull", "--store", fresh, "--remote", uri],
+                               env=child_env(TMPDIR=str(tmp)), capture_output=True, text=True,
+                               timeout=300)
+    finally:
+        moto.stop_recording()
+    assert rerun.returncode == 0, rerun.stderr
+    ranged = [r for r in moto.requests() if r["method"] == "GET"
+              and "range" in {h.lower() for h in r["headers"]}]
+    assert len(ranged) == parts - done_before              # only the parts not yet fetched
+    assert LocalStore(fresh).read_object(digest) == data
+    assert not state.exists()
