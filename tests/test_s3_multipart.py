@@ -198,7 +198,8 @@ def test_a_push_and_a_pull_killed_mid_transfer_resume_afterwards(s3_env, tmp_pat
     uploads = _sent(remote, "UploadPart")
     assert not push(local, remote).problems
     stats = remote.last_transfer
-    assert stats.resumed and stats.reused >= 2 and len(uploads) == stats.sent == parts - stats.reused
+    assert stats.resumed and stats.reused >= 2
+    assert len(uploads) == stats.sent == parts - stats.reused
 
     tmp = tmp_path / "tmp"
     tmp.mkdir()

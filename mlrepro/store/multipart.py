@@ -8,8 +8,8 @@ SHA-256 of the bytes actually sent must equal the digest the object is named by,
 upload is aborted.
 
 Download: ranged GETs into `.mlrepro-partial-<digest>` beside the target, with the parts
-done noted beside it (`.json`), so a rerun fetches only the missing parts; the whole file's SHA-256 must equal
-the object's name before it is moved into place.
+done noted beside it (`.json`), so a rerun fetches only the missing parts; the whole file's
+SHA-256 must equal the object's name before it is moved into place.
 """
 
 from __future__ import annotations
