@@ -217,7 +217,8 @@ def test_runs_pushed_before_the_index_existed_list_beside_new_ones(s3_env):
     assert sorted(r["id"] for r in S3Store(store.uri).list_runs()) == sorted([old] + new)
 
 
-def test_gc_on_s3_clears_old_segments_and_abandoned_uploads_but_keeps_the_listing(s3_env):
+def test_gc_on_s3_clears_old_segments_and_abandoned_uploads_but_keeps_the_listing(s3_env,
+                                                                                 monkeypatch):
     from mlrepro.store import gc
 
     store = S3Store(f"s3://{s3_env}/team")
@@ -234,6 +235,7 @@ def test_gc_on_s3_clears_old_segments_and_abandoned_uploads_but_keeps_the_listin
     key = store.object_key("ab" * 32)
     client.create_multipart_upload(Bucket=s3_env, Key=key)     # a push that never came back
     time.sleep(1.1)
+    monkeypatch.setattr(gc, "SEGMENT_GRACE", 0.0)   # an hour by default, whatever --grace says
     report = gc.collect(S3Store(store.uri), grace=0)
     assert key in report.other and report.removed == []
     left = _index_keys(s3_env, "team/index-segments/")
@@ -262,3 +264,7 @@ def test_a_damaged_index_is_rebuilt_from_the_manifests_with_a_warning(s3_env):
         listed = S3Store(store.uri).list_runs()
     assert sorted(r["id"] for r in listed) == ids
     assert sorted(r["id"] for r in S3Store(store.uri).list_runs()) == ids   # and it stays so
+    for key in _index_keys(s3_env, "team/index-segments/"):         # segments deleted by hand
+        client.delete_object(Bucket=s3_env, Key=key)
+    with pytest.warns(MlreproWarning, match="missing"):
+        assert sorted(r["id"] for r in S3Store(store.uri).list_runs()) == ids

@@ -24,6 +24,7 @@ from mlrepro.errors import CorruptRecord, MlreproError, RunNotFound
 from mlrepro.store.base import Store, objects_of
 
 DEFAULT_GRACE = 24 * 3600.0          # seconds an unreferenced object is kept after its last write
+SEGMENT_GRACE = 3600.0               # index segments younger than this always stay
 CLOCK_SLACK = 300.0                  # a live run's start vs the store's clock (S3 keeps seconds)
 
 
@@ -122,7 +123,9 @@ def _other(store: Store, cutoff: float, report: GcReport) -> None:
     from mlrepro.store.s3 import S3Store
 
     if isinstance(store, S3Store):
-        segments = store.garbage(cutoff)
+        # A compactor PUTs its segments just before the head that names them: an hour's
+        # floor, whatever --grace says, keeps gc from taking one in between.
+        segments = store.garbage(min(cutoff, time.time() - SEGMENT_GRACE))
         uploads = store.stale_uploads(cutoff)
         report.other += [k for k, _ in segments] + [k for k, _ in uploads]
         if not report.dry_run:

@@ -221,6 +221,7 @@ class RemoteIndex:
 
     def read(self, *, segments_wanted: bool = True) -> Snapshot | None:
         """One consistent read: None when the index has never been built (no head, no delta)."""
+        missing = ""
         for _attempt in range(READ_ATTEMPTS):
             deltas, heads = self._list()
             if not heads and not deltas:
@@ -235,11 +236,16 @@ class RemoteIndex:
                     row_futures = [pool.submit(self._get_json, k) for k in pending_keys]
                     segs = [f.result() for f in seg_futures]
                     rows = [f.result() for f in row_futures]
-            except _Gone:
+            except _Gone as gone:
+                missing = str(gone)
                 continue
             return Snapshot(head, heads[-1] if heads else None, dict(zip(seg_keys, segs)),
                             dict(zip(pending_keys, rows)),
                             [k for k in deltas if k.rsplit("/", 1)[-1] in consumed])
+        if missing.startswith(self.store._key(SEGMENT_DIR) + "/"):
+            # The newest head names a segment that is not there (deleted by hand): damage,
+            # which the store repairs by a rescan.
+            raise ValueError(f"segment {missing} of the newest head is missing")
         raise StoreError(f"the index of {self.store.uri} changed under {READ_ATTEMPTS} reads in a "
                          "row: run the command again")
 
