@@ -2,6 +2,8 @@
 
 What runs, in order (each can be left out with --skip):
 - store: `store_bench.py` (logging cost, read-back, listing 10,000 runs), in a subprocess;
+- s3index: `s3_index_bench.py` (listing 1,000 / 3,000 / 10,000 runs cold from an S3 store on
+  moto's server: time and requests, the 100,000-run projection), in a subprocess;
 - callbacks: `callback_overhead.py`, when it exists, in a subprocess;
 - peers: `peers.py`, mlrepro against MLflow autologging, Comet offline and W&B offline
   (one process per tracker per repeat, interleaved; needs the bench venv);
@@ -35,7 +37,7 @@ import machine  # noqa: E402
 import peers  # noqa: E402
 import table  # noqa: E402
 
-PARTS = ("store", "callbacks", "peers", "fingerprint")
+PARTS = ("store", "s3index", "callbacks", "peers", "fingerprint")
 STORE_QUICK = {"points": 100_000, "runs": 1_000}
 SUBPROCESS_TIMEOUT_S = 1800
 
@@ -100,10 +102,11 @@ def parse_pipe_table(text: str, prefix: str) -> list[table.Row] | None:
     return out or None
 
 
-def run_script(name: str, argv: list[str], prefix: str) -> tuple[list[table.Row], str]:
+def run_script(name: str, argv: list[str], prefix: str,
+               python: str | None = None) -> tuple[list[table.Row], str]:
     """Run a benchmark script in a subprocess; its rows and its output for RESULTS.md."""
     path = os.path.join(HERE, name)
-    cmd = [sys.executable, path, *argv]
+    cmd = [python or sys.executable, path, *argv]
     log(f"== {prefix}: {' '.join(shlex.quote(c) for c in cmd[1:])}")
     t0 = time.perf_counter()
     try:
@@ -151,7 +154,7 @@ def results_markdown(info: dict, rows: list[table.Row], sections: list[tuple[str
         "(judged on time inside each tracker's own hooks; the end-to-end difference is shown "
         "beside it but is within the noise of a shared machine); start-up (fit call to first "
         "step) <= 0.5 s; fingerprinting cold >= 80 % of the raw read bandwidth; warm (digest "
-        "cache) < 50 ms. Store targets are issue 2's.", "",
+        "cache) < 50 ms. Store targets are issue 2's; S3 index targets issue 20's.", "",
         "## How it was measured", "",
         "- Per step: each tracker runs in its own process (MLflow autologging patches `fit` "
         "process-wide), launched interleaved: bare, mlrepro, mlflow, comet, wandb, bare, ... "
@@ -212,6 +215,14 @@ def main(argv=None) -> int:
         found, text = run_script("store_bench.py", store_args, "store")
         rows += found
         sections["Store benchmark output"] = text
+    if "s3index" not in skip:
+        # moto and boto3 live in the main lane's venv (the bench venv holds the peers).
+        main_python = os.path.join(REPO, ".venv", "bin", "python")
+        found, text = run_script("s3_index_bench.py", ["--quick"] if args.quick else [],
+                                 "s3 index", main_python if os.path.exists(main_python)
+                                 else None)
+        rows += found
+        sections["S3 index benchmark output"] = text
     if "callbacks" not in skip:
         if os.path.exists(os.path.join(HERE, "callback_overhead.py")):
             extra = ["--quick"] if args.quick and supports_quick("callback_overhead.py") else []
@@ -240,7 +251,7 @@ def main(argv=None) -> int:
     if args.results:
         with open(args.results, "w", encoding="utf-8") as fh:
             order = ("Peers in detail", "Fingerprinting in detail", "Store benchmark output",
-                     "Callback overhead output")
+                     "S3 index benchmark output", "Callback overhead output")
             fh.write(results_markdown(info, rows, [(k, sections[k]) for k in order
                                                    if k in sections], args, command, seconds))
         print(f"wrote {os.path.relpath(args.results)}")

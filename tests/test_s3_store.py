@@ -54,7 +54,9 @@ def test_remote_mirrors_the_local_layout(s3_env, store_dir, tmp_path):
     keys = set(all_bucket_bytes(s3_env))
     expected = {f"team/runs/{run_id}/{n}" for n in local.list_run_files(run_id)}
     expected |= {f"team/objects/{d[:2]}/{d[2:]}" for d in local.iter_objects()}
-    assert keys == expected
+    index = {k for k in keys if k.startswith("team/index/")}
+    assert keys - index == expected
+    assert [k.rsplit("/", 1)[-1].split(".")[0] for k in index] == [run_id]   # its one index row
 
 
 def test_pushing_a_second_run_uploads_only_its_new_objects(s3_env, moto, store_dir, tmp_path):

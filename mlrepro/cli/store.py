@@ -1,5 +1,5 @@
-"""`mlrepro index --rebuild` and `mlrepro recover`: repairing a store's index, and runs spooled
-while the store could not be written."""
+"""`mlrepro index --rebuild`, `mlrepro recover` and `mlrepro gc`: repairing a store's index,
+runs spooled while the store could not be written, and objects no run names any more."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def cmd_index(args) -> int:
     try:
         count, bad = store.rebuild_index()
     except NotImplementedError:
-        raise MlreproError(f"{store.uri} has no local index to rebuild") from None
+        raise MlreproError(f"{store.uri} has no index to rebuild") from None
     for run_id, problem in bad:
         print(f"skipped {run_id}: {problem}", file=sys.stderr)
     print(f"indexed {count} runs" + (f", {len(bad)} unreadable (listed above)" if bad else ""))
@@ -46,9 +46,23 @@ def cmd_recover(args) -> int:
     return 0 if not report.skipped else 1
 
 
+def cmd_gc(args) -> int:
+    from mlrepro.store.gc import collect
+
+    store = store_of(args)
+    report = collect(store, grace=args.grace, dry_run=args.dry_run)
+    for digest in report.removed if args.verbose else []:
+        print(digest)
+    print(report.line(store.uri))
+    return 0
+
+
 def register(subparsers, common) -> None:
-    """Add `index` and `recover` to the command line."""
-    p = subparsers.add_parser("index", parents=[common], help="rebuild the SQLite index")
+    """Add `index`, `recover` and `gc` to the command line."""
+    from mlrepro.store.gc import DEFAULT_GRACE
+
+    p = subparsers.add_parser("index", parents=[common],
+                              help="rebuild the store's index from every manifest")
     p.add_argument("--rebuild", action="store_true")
     p.set_defaults(func=cmd_index)
 
@@ -58,3 +72,12 @@ def register(subparsers, common) -> None:
     p.add_argument("--from", dest="source", help="spool directory (default: the spool)")
     p.add_argument("--keep", action="store_true", help="leave the runs in the spool")
     p.set_defaults(func=cmd_recover)
+
+    p = subparsers.add_parser("gc", parents=[common],
+                              help="remove objects no run names (never a live run's)")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    p.add_argument("--grace", type=float, default=DEFAULT_GRACE, metavar="SECONDS",
+                   help="keep unnamed objects written this recently (default "
+                   f"{DEFAULT_GRACE:g}; 0 only for a store nobody is pushing to)")
+    p.add_argument("--verbose", action="store_true", help="print each object removed")
+    p.set_defaults(func=cmd_gc)

@@ -195,19 +195,7 @@ class Store(abc.ABC):
         Raises:
             RunNotFound or AmbiguousRunId, each naming the fix.
         """
-        prefix = prefix.strip()
-        ids = self.run_ids()
-        if prefix in ids:
-            return prefix
-        hits = sorted(i for i in ids if prefix and matches_prefix(i, prefix))
-        if not hits:
-            raise RunNotFound(f"no run matches {prefix!r} in {self.uri}: "
-                              "list runs with `mlrepro runs`")
-        if len(hits) > 1:
-            shown = ", ".join(hits[:5]) + (" ..." if len(hits) > 5 else "")
-            raise AmbiguousRunId(f"{prefix!r} matches {len(hits)} runs ({shown}): "
-                                 "give more characters of the id")
-        return hits[0]
+        return resolve_among(self.uri, prefix.strip(), self.run_ids())
 
     def rebuild_index(self) -> tuple[int, list[tuple[str, str]]]:
         """Re-read every manifest into the store's index.
@@ -248,8 +236,36 @@ class Store(abc.ABC):
         """Every object digest in the store."""
         raise NotImplementedError(f"{self.uri} cannot list its objects")
 
+    def touch_object(self, digest: str) -> None:
+        """Mark a stored object as just reused (a writer deduped against it), so that
+        `mlrepro gc`'s grace period covers it until the manifest naming it lands."""
+
+    def object_info(self) -> Iterator[tuple[str, int, float]]:
+        """(digest, size, time written) of every object: what `mlrepro gc` weighs."""
+        raise NotImplementedError(f"{self.uri} cannot list its objects")
+
+    def delete_objects(self, digests: list[str]) -> None:
+        """Remove objects (only `mlrepro.store.gc` calls this, for objects no run names)."""
+        raise NotImplementedError(f"{self.uri} cannot delete objects")
+
     def close(self) -> None:
         """Release connections and caches; the store may be opened again later."""
+
+
+def resolve_among(uri: str, prefix: str, ids) -> str:
+    """The one id of `ids` that `prefix` names (RunNotFound / AmbiguousRunId otherwise)."""
+    ids = set(ids)
+    if prefix in ids:
+        return prefix
+    hits = sorted(i for i in ids if prefix and matches_prefix(i, prefix))
+    if not hits:
+        raise RunNotFound(f"no run matches {prefix!r} in {uri}: "
+                          "list runs with `mlrepro runs`")
+    if len(hits) > 1:
+        shown = ", ".join(hits[:5]) + (" ..." if len(hits) > 5 else "")
+        raise AmbiguousRunId(f"{prefix!r} matches {len(hits)} runs ({shown}): "
+                             "give more characters of the id")
+    return hits[0]
 
 
 def objects_of(manifest: dict) -> Iterable[str]:

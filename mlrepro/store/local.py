@@ -159,6 +159,8 @@ class LocalStore(Store):
             put.digest, put.size = digest, len(put.data)
             if not self.has_object(digest):
                 self._install(digest, tmp_dir, lambda fh: fh.write(put.data))
+            else:
+                self.touch_object(digest)
             return digest
         hasher = hashlib.sha256()
         size = 0
@@ -179,6 +181,7 @@ class LocalStore(Store):
             final = self.object_path(digest)
             if os.path.exists(final):
                 os.unlink(tmp)
+                self.touch_object(digest)         # reused: gc's grace starts again
             else:
                 os.makedirs(os.path.dirname(final), exist_ok=True)
                 os.chmod(tmp, 0o444)
@@ -307,6 +310,27 @@ class LocalStore(Store):
                 continue
             for rest in sorted(os.listdir(os.path.join(base, sub))):
                 yield sub + rest
+
+    def touch_object(self, digest: str) -> None:
+        try:
+            os.utime(self.object_path(digest))
+        except OSError:
+            pass  # a read-only store: nothing to protect from gc there
+
+    def object_info(self) -> Iterator[tuple[str, int, float]]:
+        for digest in self.iter_objects():
+            try:
+                st = os.stat(self.object_path(digest))
+            except FileNotFoundError:
+                continue
+            yield digest, st.st_size, st.st_mtime
+
+    def delete_objects(self, digests: list[str]) -> None:
+        for digest in digests:
+            try:
+                os.unlink(self.object_path(digest))
+            except FileNotFoundError:
+                pass
 
     def delete_run(self, run_id: str) -> None:
         shutil.rmtree(self.run_dir(run_id), ignore_errors=True)

@@ -5,6 +5,8 @@ s3://bucket/prefix/objects/ab/cdef...       sha256-addressed blobs, uploaded onc
 s3://bucket/prefix/runs/<id>/run.json       the manifest: written last, so a run is
                                             visible only once everything it names is there
 s3://bucket/prefix/runs/<id>/metrics.bin    (and metrics.names, events.jsonl)
+s3://bucket/prefix/index/...                the listing index (`remote_index`): one LIST and a
+s3://bucket/prefix/index-segments/...       few GETs list every run, however many there are
 ```
 
 Objects are immutable and named by their digest, so pushes from several machines
@@ -21,25 +23,31 @@ import json
 import re
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 from mlrepro import env, record
-from mlrepro.errors import CorruptRecord, RunNotFound, StoreError
+from mlrepro.errors import CorruptRecord, RunNotFound, StoreError, warn
 from mlrepro.record import encode_points
+from mlrepro.store import multipart
 from mlrepro.store.base import (EventsAppend, ManifestWrite, MetricsAppend, ObjectPut, RunFilePut,
-                                Store, Write)
+                                Store, Write, resolve_among)
+from mlrepro.store.query import RunQuery, as_query
+from mlrepro.store.remote_index import RemoteIndex, listed
 
 SCHEME = "s3://"
 PUSH_SECTION = "push"               # manifest section a live push writes: {"remote", "interval"}
 CLAIM_FILE = ".claim"               # hidden marker that reserves a run id (conditional PUT)
-SINGLE_PUT_LIMIT = 64 << 20         # larger objects go up in parts (s3transfer)
+SINGLE_PUT_LIMIT = 64 << 20         # larger objects go up and down in parts (`multipart`)
 SPOOL_LIMIT = 64 << 20              # objects read back larger than this spill to a temp file
 CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 60
+TOUCH_AFTER = 6 * 3600              # a reused object older than this is refreshed for gc
 _CHUNK = 1 << 20
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
-_NOT_FOUND = ("404", "NoSuchKey", "NotFound")
+_NOT_FOUND = ("404", "NoSuchKey", "NotFound", "NoSuchUpload")
+_CONFLICT = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -79,18 +87,26 @@ class S3Store(Store):
         uri: `s3://bucket/prefix`.
         client: a boto3 S3 client to use (default: one from the usual boto3 chain;
             `AWS_ENDPOINT_URL` points it at an S3-compatible server).
+        part_size: bytes per part of a multipart transfer (S3's minimum is 5 MiB).
+        multipart_above: objects larger than this go up and come down in parts.
 
     Example:
         >>> store = S3Store("s3://team-bucket/mlrepro")          # doctest: +SKIP
         >>> store.list_runs(project="cifar10")[:1]                 # doctest: +SKIP
     """
 
-    def __init__(self, uri: str, *, client=None):
+    def __init__(self, uri: str, *, client=None, part_size: int = multipart.PART_SIZE,
+                 multipart_above: int = SINGLE_PUT_LIMIT):
         self.bucket, self.prefix = parse_s3_uri(uri)
+        self.part_size = part_size
+        self.multipart_above = multipart_above
+        self.index = RemoteIndex(self)
+        self.last_transfer: multipart.PartStats | None = None
         self.uri = SCHEME + self.bucket + ("/" + self.prefix if self.prefix else "")
         self._client = client
         self._client_lock = threading.Lock()
         self._present: set[str] = set()          # digests known to be in the bucket
+        self._written: dict[str, float] = {}     # their LastModified, when a HEAD told us
         self._appends: dict[tuple[str, str], bytes] = {}   # append-only files as last written
         self._append_lock = threading.RLock()
 
@@ -150,6 +166,11 @@ class S3Store(Store):
 
     def list_keys(self, prefix: str) -> Iterator[str]:
         """Every key in the bucket under `prefix` (a full key prefix, not relative to the store)."""
+        for item in self.list_entries(prefix):
+            yield item["Key"]
+
+    def list_entries(self, prefix: str) -> Iterator[dict]:
+        """LIST's entries (Key, Size, LastModified, ...) under a full key prefix, in key order."""
         token = None
         while True:
             kwargs = {"Prefix": prefix}
@@ -159,11 +180,46 @@ class S3Store(Store):
                 page = self._call("list", self.client.list_objects_v2, **kwargs)
             except FileNotFoundError:
                 return
-            for item in page.get("Contents", []):
-                yield item["Key"]
+            yield from page.get("Contents", [])
             if not page.get("IsTruncated"):
                 return
             token = page.get("NextContinuationToken")
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """PUT with If-None-Match: *; False when the key exists (someone else wrote it first)."""
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*")
+            return True
+        except Exception as exc:  # noqa: BLE001
+            code = _code(exc)
+            if code in _CONFLICT:
+                return False
+            if code in ("NotImplemented", "501"):  # an S3 look-alike without conditional PUTs
+                try:
+                    self.client.head_object(Bucket=self.bucket, Key=key)
+                    return False
+                except Exception:  # noqa: BLE001 - absent: write it
+                    self._put(key, data)
+                    return True
+            raise self._fail(exc, "write") from exc
+
+    def delete_keys(self, keys: list[str], *, quiet: bool = False) -> None:
+        """Delete keys, 1,000 a request; with `quiet`, a failure is ignored (a cleanup)."""
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": k} for k in keys[start:start + 1000]]
+            try:
+                answer = self._call("delete", self.client.delete_objects,
+                                    Delete={"Objects": batch, "Quiet": True})
+            except (StoreError, FileNotFoundError):
+                if not quiet:
+                    raise
+                continue
+            errors = answer.get("Errors") or []
+            if errors and not quiet:
+                first = errors[0]
+                raise StoreError(f"S3 would not delete {len(errors)} keys in {self.uri} (e.g. "
+                                 f"{first.get('Key')}: {first.get('Code')}): check that the "
+                                 "credentials may s3:DeleteObject, then run the command again")
 
     # -- writing --------------------------------------------------------------------
     def claim_run_id(self, run_id: str) -> bool:
@@ -196,16 +252,20 @@ class S3Store(Store):
                 self._append_files(w.run_id, {record.EVENTS_FILE: lines})
             elif isinstance(w, RunFilePut):
                 name = record.ensure_safe_name(w.name, "run file name")
+                manifest = None
                 if name == record.MANIFEST_FILE:
-                    record.validate_manifest(json.loads(w.data))
+                    manifest = record.validate_manifest(json.loads(w.data))
                 self._put(self.run_key(w.run_id, name), w.data)
                 with self._append_lock:
                     self._appends.pop((w.run_id, name), None)
+                if manifest is not None:
+                    self.index.record(manifest)          # after the manifest, never before
             elif isinstance(w, ManifestWrite):
                 text = json.dumps(w.manifest, sort_keys=True, indent=1, default=str,
                                   allow_nan=True) + "\n"
                 self._put(self.run_key(w.run_id, record.MANIFEST_FILE), text.encode("utf-8"),
                           ContentType="application/json")
+                self.index.record(w.manifest)
             else:
                 raise TypeError(f"unknown write {type(w).__name__}")
 
@@ -261,22 +321,16 @@ class S3Store(Store):
                 size += len(chunk)
         put.digest, put.size = hasher.hexdigest(), size
         if self.has_object(put.digest):
+            self.touch_object(put.digest)
             return put.digest
         key = self.object_key(put.digest)
-        if size <= SINGLE_PUT_LIMIT:
+        if size <= self.multipart_above:
             with open(put.path, "rb") as fh:
                 self._call("write", self.client.put_object, Key=key, Body=fh, ContentLength=size,
                            ChecksumSHA256=base64.b64encode(hasher.digest()).decode("ascii"))
         else:
-            from boto3.s3.transfer import TransferConfig
-
-            try:
-                self.client.upload_file(put.path, self.bucket, key,
-                                        ExtraArgs={"ChecksumAlgorithm": "SHA256"},
-                                        Config=TransferConfig(multipart_threshold=SINGLE_PUT_LIMIT,
-                                                              multipart_chunksize=SINGLE_PUT_LIMIT))
-            except Exception as exc:  # noqa: BLE001
-                raise self._fail(exc, "upload an object") from exc
+            self.last_transfer = multipart.upload(self, key, put.path, put.digest, size,
+                                                  self.part_size)
         self._present.add(put.digest)
         return put.digest
 
@@ -312,6 +366,60 @@ class S3Store(Store):
         name = record.ensure_safe_name(name, "run file name")
         return self._get(self.run_key(run_id, name))
 
+    def scan_manifests(self) -> tuple[list[dict], list[tuple[str, str]]]:
+        """Every run's manifest, read in parallel (one GET each): (manifests, [(id, problem)])."""
+        def read(run_id):
+            try:
+                return self.read_manifest(run_id), None
+            except (RunNotFound, CorruptRecord) as exc:
+                return None, (run_id, str(exc))
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            found = list(pool.map(read, sorted(self.run_ids())))
+        return [m for m, _ in found if m is not None], [p for _, p in found if p is not None]
+
+    def rebuild_index(self) -> tuple[int, list[tuple[str, str]]]:
+        """Rescan every manifest into a new index head (the repair: `index --rebuild`)."""
+        return self.index.rebuild()
+
+    def index_rows(self) -> list[dict]:
+        """Every run's index row: the index read (built first from a rescan if it never was)."""
+        damaged = False
+        try:
+            rows = self.index.rows()
+        except (ValueError, KeyError, TypeError, IndexError, OSError) as exc:  # edited by hand?
+            warn(f"the index of {self.uri} is damaged ({exc!r}); rebuilt it from the "
+                 "manifests (what `mlrepro index --rebuild` does)")
+            rows, damaged = None, True
+        if rows is None:
+            try:
+                self.index.rebuild(unless_built=not damaged)
+            except StoreError:      # read-only credentials: list from the manifests instead
+                good, _bad = self.scan_manifests()
+                from mlrepro.store.remote_index import row_of
+
+                return [row_of(m) for m in good]
+            rows = self.index.rows() or []
+        return rows
+
+    def list_runs(self, query: RunQuery | None = None, **filters) -> list[dict]:
+        """The index answers (one LIST and a few GETs): rows are partial manifests."""
+        query = as_query(query, **filters)
+        return query.select([listed(r) for r in self.index_rows()], self.effective_status)
+
+    def resolve(self, prefix: str) -> str:
+        """A full run id costs one HEAD; a prefix is matched against the index's ids."""
+        prefix = prefix.strip()
+        if record.is_run_id(prefix):
+            try:
+                self._call("read", self.client.head_object,
+                           Key=self.run_key(prefix, record.MANIFEST_FILE))
+                return prefix
+            except FileNotFoundError:
+                pass
+        ids = {r["id"] for r in self.index_rows()}
+        return resolve_among(self.uri, prefix, ids)
+
     def effective_status(self, manifest: dict) -> str:
         """A `running` run reads as crashed once its copy here is older than its pushes allow.
 
@@ -339,11 +447,27 @@ class S3Store(Store):
         if digest in self._present:
             return True
         try:
-            self._call("check an object", self.client.head_object, Key=self.object_key(digest))
+            head = self._call("check an object", self.client.head_object,
+                              Key=self.object_key(digest))
         except FileNotFoundError:
             return False
         self._present.add(digest)
+        self._written[digest] = head["LastModified"].timestamp()
         return True
+
+    def touch_object(self, digest: str) -> None:
+        """Copy an old object onto itself (new LastModified) so gc's grace covers its reuse."""
+        written = self._written.get(digest)
+        if written is None or time.time() - written < TOUCH_AFTER:
+            return
+        key = self.object_key(digest)
+        try:
+            self.client.copy_object(Bucket=self.bucket, Key=key, MetadataDirective="REPLACE",
+                                    CopySource={"Bucket": self.bucket, "Key": key},
+                                    Metadata={"mlrepro-reused": str(int(time.time()))})
+            self._written[digest] = time.time()
+        except Exception:  # noqa: BLE001 - read-only credentials, > 5 GB: gc's live rule remains
+            pass
 
     def open_object(self, digest: str):
         """A seekable file with the object's bytes (large objects spill to a temp file)."""
@@ -353,13 +477,34 @@ class S3Store(Store):
             raise StoreError(f"object {digest[:12]} is missing from {self.uri}: push the run "
                              "that names it again from a store that has it") from None
         out = tempfile.SpooledTemporaryFile(max_size=SPOOL_LIMIT)
+        hasher = hashlib.sha256()
         try:
             for chunk in iter(lambda: body.read(_CHUNK), b""):
+                hasher.update(chunk)
                 out.write(chunk)
         finally:
             body.close()
+        if hasher.hexdigest() != digest:
+            out.close()
+            raise StoreError(f"object {digest[:12]} in {self.uri} does not hash to its name "
+                             "(corrupt): push the run that names it again from a store that "
+                             "has it")
         out.seek(0)
         return out
+
+    def download_object(self, digest: str, path: str) -> None:
+        """Big objects come down in ranged parts, resumable; every byte is checked by sha256."""
+        try:
+            head = self._call("read", self.client.head_object, Key=self.object_key(digest))
+        except FileNotFoundError:
+            raise StoreError(f"object {digest[:12]} is missing from {self.uri}: push the run "
+                             "that names it again from a store that has it") from None
+        size = int(head["ContentLength"])
+        if size <= self.multipart_above:
+            return super().download_object(digest, path)
+        self.last_transfer = multipart.download(self, self.object_key(digest), path, digest,
+                                                size, self.part_size)
+        return None
 
     def download_key(self, key: str, path: str) -> None:
         """Download any key of the bucket to a file (FileNotFoundError if it is absent)."""
@@ -371,11 +516,43 @@ class S3Store(Store):
             raise self._fail(exc, "download") from exc
 
     def iter_objects(self) -> Iterator[str]:
+        for digest, _size, _mtime in self.object_info():
+            yield digest
+
+    def object_info(self) -> Iterator[tuple[str, int, float]]:
         base = self._key(record.OBJECTS_DIR) + "/"
-        for key in self.list_keys(base):
-            parts = key[len(base):].split("/")
+        for item in self.list_entries(base):
+            parts = item["Key"][len(base):].split("/")
             if len(parts) == 2 and len(parts[0]) == 2:
-                yield parts[0] + parts[1]
+                yield parts[0] + parts[1], int(item.get("Size", 0)), \
+                    item["LastModified"].timestamp()
+
+    def delete_objects(self, digests: list[str]) -> None:
+        self.delete_keys([self.object_key(d) for d in digests])
+        self._present.difference_update(digests)
+
+    def garbage(self, older_than: float) -> list[tuple[str, int]]:
+        """Index segments no head names and unfinished uploads, older than `older_than`."""
+        live = self.index.live_segments()
+        out = []
+        for item in self.list_entries(self._key("index-segments") + "/"):
+            if item["Key"] not in live and item["LastModified"].timestamp() < older_than:
+                out.append((item["Key"], int(item.get("Size", 0))))
+        return out
+
+    def stale_uploads(self, older_than: float) -> list[tuple[str, str]]:
+        """(key, upload id) of multipart uploads under objects/ begun before `older_than`."""
+        found = self._call("list uploads", self.client.list_multipart_uploads,
+                           Prefix=self._key(record.OBJECTS_DIR) + "/")
+        return [(u["Key"], u["UploadId"]) for u in found.get("Uploads", [])
+                if u["Initiated"].timestamp() < older_than]
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        try:
+            self._call("abort an upload", self.client.abort_multipart_upload, Key=key,
+                       UploadId=upload_id)
+        except FileNotFoundError:
+            pass
 
 
 def _make_client():

@@ -35,6 +35,7 @@ def _copy_objects(src: Store, dst: Store, run_id: str, manifest: dict,
                 continue
             done.add(digest)
         if dst.has_object(digest):
+            dst.touch_object(digest)          # reused: gc's grace starts again
             report.objects_present += 1
             continue
         if not src.has_object(digest):
