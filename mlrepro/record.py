@@ -237,6 +237,46 @@ def raw_points(blob: bytes, names: list[str]) -> list[tuple[int, float, float, i
             for s, v, w, e, n, a, _f in POINT.iter_unpack(memoryview(blob)[:usable])]
 
 
+def point_is_valid(point: tuple, name_count: int) -> bool:
+    """Whether an unpacked point could have been written by mlrepro: its name id names a
+    line of metrics.names, its epoch is an epoch, its wall time a time, its flags zero."""
+    _step, _value, wall, epoch, name_id, _attempt, flags = point
+    return (0 <= name_id < name_count and epoch >= NO_EPOCH and flags == 0
+            and math.isfinite(wall) and wall >= 0)
+
+
+def valid_points(blob: bytes, name_count: int) -> tuple[bytes, int]:
+    """The whole points of `blob` that pass `point_is_valid`, and how many did not."""
+    usable = len(blob) - len(blob) % POINT.size
+    view = memoryview(blob)[:usable]
+    bad = [i for i, p in enumerate(POINT.iter_unpack(view)) if not point_is_valid(p, name_count)]
+    if not bad:
+        return bytes(view), 0
+    size, keep, start = POINT.size, [], 0
+    for i in bad:
+        keep.append(view[start:i * size])
+        start = (i + 1) * size
+    keep.append(view[start:])
+    return b"".join(keep), len(bad)
+
+
+def decode_names(blob: bytes) -> list[str]:
+    """metrics.names as a list (line i names id i): JSON strings, or a line read as it is.
+
+    Never raises: a line that is not UTF-8 or not JSON keeps its place (bytes that are
+    not UTF-8 become lone surrogates, as `os.fsdecode` makes them).
+    """
+    out = []
+    for line in blob.split(b"\n")[:-1]:
+        text = line.decode("utf-8", "surrogateescape")
+        try:
+            name = json.loads(text)
+        except ValueError:
+            name = text
+        out.append(name if isinstance(name, str) else json.dumps(name))
+    return out
+
+
 def decode_points(blob: bytes, names: list[str]) -> Points:
     """Decode metrics.bin (ignoring a torn tail) and resolve supersession by attempt."""
     usable = len(blob) - len(blob) % POINT.size
