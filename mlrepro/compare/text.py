@@ -8,27 +8,49 @@ import math
 TABLE_METRICS = 3
 
 
+def _seconds(ts) -> float | None:
+    """A timestamp as float seconds, or None for a missing or garbage one (hand-edited)."""
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
+        return None
+    return float(ts)
+
+
 def when(ts) -> str:
+    ts = _seconds(ts)
     if not ts:
         return "-"
     import time
 
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ts)))
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+    except (OverflowError, OSError, ValueError):
+        return "-"
 
 
 def duration(start, end, now=None) -> str:
+    start, end = _seconds(start), _seconds(end)
     if not start:
         return "-"
     import time
 
-    seconds = float(end or now or time.time()) - float(start)
-    if seconds < 0:
+    seconds = float(end or now or time.time()) - start
+    if not seconds >= 0 or seconds > 1e12:
         return "-"
     if seconds < 60:
         return f"{seconds:.1f}s"
     minutes, sec = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{sec:02d}s"
+
+
+def end_of(manifest: dict, status: str | None = None):
+    """When a run stopped: its end time, or for a run that ended without one (crashed,
+    killed by SIGKILL) its last heartbeat; None while it runs."""
+    end = manifest.get("end_time")
+    if end:
+        return end
+    status = status or manifest.get("status")
+    return None if status == "running" else manifest.get("heartbeat")
 
 
 def number(value) -> str:
@@ -79,7 +101,7 @@ def runs_table(rows: list[dict], metrics: list[str] | None = None) -> str:
         name = r.get("name") or ""
         body.append([r["id"], short(r.get("project") or "", 20),
                      "" if name == r["id"] else short(name, 24), r.get("status") or "?",
-                     when(r.get("start_time")), duration(r.get("start_time"), r.get("end_time"))]
+                     when(r.get("start_time")), duration(r.get("start_time"), end_of(r))]
                     + [number((summary.get(m) or {}).get("last")) for m in metrics])
     return table(headers, body)
 
@@ -109,7 +131,7 @@ def run_text(manifest: dict, status: str, events: list[dict] | None = None,
                                       else ""),
            f"started    {when(m.get('start_time'))}",
            f"ended      {when(m.get('end_time'))}",
-           f"duration   {duration(m.get('start_time'), m.get('end_time'))}",
+           f"duration   {duration(m.get('start_time'), end_of(m, status))}",
            f"attempts   {len(m.get('attempts') or [])}",
            f"fingerprint {m.get('fingerprint')}"]
     if m.get("parent"):
