@@ -151,7 +151,7 @@ def validate_manifest(data: Any) -> dict:
     if not isinstance(data, dict):
         raise ValueError("run.json does not hold a JSON object")
     for key in ("id", "project", "status", "start_time"):
-        if key not in data:
+        if data.get(key) is None:
             raise ValueError(f"run.json has no {key!r}")
     if data["status"] not in STATUSES:
         raise ValueError(f"run.json has an unknown status {data['status']!r}")
@@ -159,7 +159,25 @@ def validate_manifest(data: Any) -> dict:
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise ValueError(f"run.json has schema_version {version!r}; this mlrepro reads up to "
                          f"{SCHEMA_VERSION}: upgrade mlrepro")
+    for key, kinds in _FIELD_TYPES.items():
+        value = data.get(key)
+        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)
+                                  and bool not in kinds):
+            raise ValueError(f"run.json has a {type(value).__name__} as {key!r}, not "
+                             + " or ".join(k.__name__ for k in kinds))
     return data
+
+
+# What each field of a manifest must be when present and not null: a hand-edited or
+# damaged run.json fails here, as one unreadable run, instead of deep inside a reader.
+_NUMBER = (int, float)
+_FIELD_TYPES: dict[str, tuple] = {
+    "id": (str,), "project": (str,), "name": (str,), "start_time": _NUMBER,
+    "end_time": _NUMBER, "heartbeat": _NUMBER, "attempts": (list,), "parent": (dict,),
+    **{key: (dict,) for key in ("writer", "params", "auto_params", "tags", "determinism",
+                                "code", "environment", "data", "artifacts", "runtime",
+                                "fingerprints", "metrics_summary")},
+}
 
 
 def effective_status(manifest: Mapping, *, now: float | None = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mlrepro import record
 from mlrepro.cli.args import count, parse_pairs, print_json, store_of
-from mlrepro.compare.text import run_text, runs_table
+from mlrepro.compare.text import printable, run_text, runs_table
 from mlrepro.errors import MlreproError
 from mlrepro.store import RunQuery
 from mlrepro.store.points import current_summary
@@ -63,7 +63,7 @@ def cmd_show(args) -> int:
         pts = store.read_points(run_id)
         for name in pts.names():
             series = pts.series[name]
-            print(f"\n{name} ({len(series)} points)")
+            print(f"\n{printable(name)} ({len(series)} points)")
             for step, value, _wall, epoch in series:
                 print(f"  step {step:>8}  epoch {epoch if epoch >= 0 else '-':>4}  {value!r}")
     return 0

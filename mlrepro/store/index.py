@@ -78,6 +78,10 @@ def _text(value):
         return None
     if not isinstance(value, str):
         return _dump(value)
+    if _encodable(value):
+        return value
+    # the halves of a split surrogate pair become their character, as in run.json (JSON)
+    value = value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
     return value if _encodable(value) else value.encode("utf-8", "surrogatepass")
 
 
@@ -102,6 +106,13 @@ def _json_or_empty(value) -> str:
     return _dump(value if isinstance(value, dict) else {})
 
 
+def _summaries(value) -> dict:
+    """The metrics summary with only entries shaped like one (`{name: {last, min, ...}}`)."""
+    if not isinstance(value, dict):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(v, dict)}
+
+
 def _row_of(manifest: dict) -> tuple:
     writer = manifest.get("writer")
     writer = writer if isinstance(writer, dict) else {}
@@ -113,7 +124,7 @@ def _row_of(manifest: dict) -> tuple:
         _text(writer.get("host")), _integer(writer.get("pid")), _text(manifest.get("fingerprint")),
         _json_or_empty(manifest.get("params")),
         _json_or_empty(manifest.get("tags")),
-        _json_or_empty(manifest.get("metrics_summary")),
+        _json_or_empty(_summaries(manifest.get("metrics_summary"))),
         _dump(parent) if isinstance(parent, dict) and parent else None,
     )
 
@@ -127,6 +138,16 @@ def _bindable(value) -> bool:
     if isinstance(value, dict):
         return all(_bindable(k) and _bindable(v) for k, v in value.items())
     return True
+
+
+def _sql_key(key: str) -> bool:
+    """Whether SQLite's JSON path can name this key of a column written by `_dump`.
+
+    SQLite 3.40 compares a path label with the key as written in the JSON text, and
+    `_dump` writes every character outside printable ASCII (and `\\`, `"`) as an escape:
+    such keys are matched in Python, by the same rule.
+    """
+    return sql_can_express(key) and all(" " <= c <= "~" and c != "\\" for c in key)
 
 
 def can_write(path: str) -> bool:
@@ -273,7 +294,7 @@ class Index:
             args.append(_text(query.fingerprint))
         in_python = {}
         for key, value in (query.params or {}).items():
-            if not sql_can_express(key) or not _bindable(key) or not _bindable(value):
+            if not _sql_key(key) or not _bindable(value):
                 in_python[key] = value          # filtered below, by the same rule
                 continue
             condition, values = param_sql("params", key, value)
@@ -282,8 +303,7 @@ class Index:
         sql = f"SELECT {','.join(_COLUMNS)} FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sort_in_sql = bool(query.sort_metric and sql_can_express(query.sort_metric)
-                           and _bindable(query.sort_metric))
+        sort_in_sql = bool(query.sort_metric and _sql_key(query.sort_metric))
         if sort_in_sql:
             path = '$."' + query.sort_metric + '".last'
             sql += (" ORDER BY json_extract(summary, ?) IS NULL, json_extract(summary, ?) "
