@@ -33,7 +33,8 @@ def load_runs(store, refs: list[str]) -> tuple[list[dict], list[dict]]:
 
 def write_html(path: str, manifests, series, metrics=None) -> None:
     page = render_report(manifests, series, metrics=metrics, generated=time.time())
-    atomic_write_bytes(path, page.encode("utf-8"))
+    # a metric or run name may hold lone surrogates (bytes that were not UTF-8): \udce9
+    atomic_write_bytes(path, page.encode("utf-8", "backslashreplace"))
     _readable(path)
 
 

@@ -180,17 +180,29 @@ class Index:
                 self._conn = None
             self.read_only = True
             uri = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + "?mode=ro"
-            conn = sqlite3.connect(uri, uri=True, timeout=60, check_same_thread=False,
-                                   isolation_level=None)
             try:
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if version != INDEX_VERSION:
-                    raise sqlite3.DatabaseError(f"index version {version}, not {INDEX_VERSION}")
-                conn.execute("SELECT id FROM runs LIMIT 1").fetchall()
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
+                self._conn = self._probe(uri)
+            except sqlite3.OperationalError:
+                # A WAL database needs its -shm file, which a reader of a directory it cannot
+                # write cannot create. Without a -wal file every write is checkpointed into
+                # the database itself, so reading it as immutable misses nothing.
+                if os.path.exists(self.path + "-wal"):
+                    raise
+                self._conn = self._probe(uri + "&immutable=1")
+
+    @staticmethod
+    def _probe(uri: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(uri, uri=True, timeout=60, check_same_thread=False,
+                               isolation_level=None)
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version != INDEX_VERSION:
+                raise sqlite3.DatabaseError(f"index version {version}, not {INDEX_VERSION}")
+            conn.execute("SELECT id FROM runs LIMIT 1").fetchall()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:

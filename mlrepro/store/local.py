@@ -340,7 +340,13 @@ class LocalStore(Store):
         query = as_query(query, **filters)
         if not os.path.isdir(os.path.join(self.root, record.RUNS_DIR)):
             return []
-        rows = self._listing_index().query(query)
+        index = self._listing_index()
+        try:
+            rows = index.query(query)
+        except sqlite3.Error as exc:
+            if not index.read_only:
+                raise
+            rows = self._index_in_memory(f"{index.path} cannot be read: {exc}").query(query)
         wanted = query.statuses()
         for row in rows:
             row["status"] = self.effective_status(row)
