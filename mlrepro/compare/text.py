@@ -114,7 +114,8 @@ def runs_table(rows: list[dict], metrics: list[str] | None = None) -> str:
                 seen[name] = seen.get(name, 0) + 1
         metrics = [n for n, _ in sorted(seen.items(), key=lambda kv: (-kv[1], kv[0]))
                    if not n.startswith(("batch/", "lr", "learning_rate"))][:TABLE_METRICS]
-    headers = ["ID", "PROJECT", "NAME", "STATUS", "STARTED", "TIME"] + [printable(m.upper()) for m in metrics]
+    headers = (["ID", "PROJECT", "NAME", "STATUS", "STARTED", "TIME"]
+               + [printable(m.upper()) for m in metrics])
     body = []
     for r in rows:
         summary = _dict(r.get("metrics_summary"))
@@ -175,8 +176,8 @@ def run_text(manifest: dict, status: str, events: list[dict] | None = None,
         rows = []
         for name in sorted(summary):
             s = summary[name]
-            rows.append([printable(name), number(s.get("last")), str(s.get("step")), number(s.get("min")),
-                         number(s.get("max")), str(s.get("count"))])
+            rows.append([printable(name), number(s.get("last")), str(s.get("step")),
+                         number(s.get("min")), number(s.get("max")), str(s.get("count"))])
         out += ["  " + line for line in table(["NAME", "LAST", "STEP", "MIN", "MAX", "POINTS"],
                                                rows).splitlines()]
     code = _dict(m.get("code"))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import struct
 import time
 import warnings
 
@@ -45,7 +44,8 @@ def _warnings_of(fn):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = fn()
-    return result, [str(w.message) for w in caught if issubclass(w.category, mlrepro.MlreproWarning)]
+    return result, [str(w.message) for w in caught
+                    if issubclass(w.category, mlrepro.MlreproWarning)]
 
 
 def test_non_utf8_metric_names_do_not_stop_show_diff_or_report(store_dir, two_runs, tmp_path,
@@ -91,7 +91,8 @@ def test_a_metrics_file_of_pure_garbage_reports_without_a_crash(store_dir, two_r
     assert "internal error" not in capsys.readouterr().err
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(blob=st.binary(max_size=1500), names=st.binary(max_size=200))
 def test_any_bytes_in_the_metric_files_read_as_valid_points_or_none(tmp_path_factory, blob,
                                                                     names):

@@ -117,7 +117,7 @@ def test_a_split_surrogate_pair_reads_back_as_its_character(store_dir):
 
 
 def test_the_table_escapes_control_characters_so_columns_hold(store_dir, capsys):
-    with quiet_run(store_dir, name="a\nb\x1b[2Jc") as _run:
+    with quiet_run(store_dir, name="a\nb\x1b[2Jc"):
         pass
     assert main(["runs", "--store", store_dir]) == 0
     lines = capsys.readouterr().out.splitlines()
