@@ -163,9 +163,11 @@ class Store(abc.ABC):
         out = []
         for line in raw.decode("utf-8", "replace").splitlines():
             try:
-                out.append(json.loads(line))
+                event = json.loads(line)
             except ValueError:
                 continue  # a torn last line after SIGKILL
+            if isinstance(event, dict):  # a line of garbage that happens to be JSON is not one
+                out.append(event)
         return out
 
     def effective_status(self, manifest: dict) -> str:

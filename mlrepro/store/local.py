@@ -295,12 +295,15 @@ class LocalStore(Store):
     def _index_in_memory(self, why: str) -> Index:
         """An index of the manifests built in memory, for a store this process cannot write."""
         if self._memory_index is None:
-            warn(f"cannot write the store {self.root}: listing from its run manifests instead of "
-                 f"the index ({why}); the store's owner can run `mlrepro index --rebuild`")
             index = Index(MEMORY)
-            good, _bad = self._read_all()
+            good, bad = self._read_all()
             index.replace_all(good)
             self._memory_index = index
+            unreadable = (f"; {len(bad)} runs are unreadable and not listed, e.g. {bad[0][1]}"
+                          if bad else "")
+            warn(f"cannot write the store {self.root}: listing from its run manifests instead of "
+                 f"the index ({why}); the store's owner can run `mlrepro index --rebuild`"
+                 + unreadable)
         return self._memory_index
 
     def _listing_index(self) -> Index:

@@ -91,6 +91,17 @@ def test_a_metrics_file_of_pure_garbage_reports_without_a_crash(store_dir, two_r
     assert "internal error" not in capsys.readouterr().err
 
 
+def test_events_that_are_json_but_not_events_are_skipped(store_dir, two_runs, capsys):
+    a, b = two_runs
+    with open(_path(store_dir, a, record.EVENTS_FILE), "ab") as fh:
+        fh.write(b'[1, 2]\n7\n"text"\nnull\n\xff\xfe\n{"kind": "warning", "message": "kept"}\n')
+    events = LocalStore(store_dir).read_events(a)
+    assert all(isinstance(e, dict) for e in events) and events[-1]["message"] == "kept"
+    for args in (["show", a], ["diff", a, b]):
+        assert main([*args, "--store", store_dir]) == 0, args
+    assert "kept" in capsys.readouterr().out
+
+
 @settings(max_examples=200, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(blob=st.binary(max_size=1500), names=st.binary(max_size=200))

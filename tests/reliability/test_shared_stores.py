@@ -131,6 +131,26 @@ def test_a_read_only_store_serves_every_read_command_to_another_user(shared, tmp
     assert after == before
 
 
+def test_a_run_json_another_user_cannot_read_is_one_unreadable_run(shared, tmp_path):
+    """Runs written before modes followed the umask have a run.json of mode 0600."""
+    base, env, _gid = shared
+    store_dir = os.path.join(base, "store")
+    a, b = _two_runs(store_dir, tmp_path)
+    LocalStore(store_dir).close()
+    os.chmod(os.path.join(store_dir, record.RUNS_DIR, b, record.MANIFEST_FILE), 0o600)
+    proc = _as_nobody(["-m", "mlrepro", "show", b, "--store", store_dir], env)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "Permission denied" in proc.stderr and "chmod -R a+rX" in proc.stderr
+    assert _as_nobody(["-m", "mlrepro", "show", a, "--store", store_dir], env).returncode == 0
+    for name in os.listdir(store_dir):  # listing from the manifests skips just that run
+        if name.startswith(record.INDEX_FILE):
+            os.remove(os.path.join(store_dir, name))
+    proc = _as_nobody(["-m", "mlrepro", "runs", "--json", "--store", store_dir], env)
+    assert proc.returncode == 0, proc.stderr
+    assert [r["id"] for r in json.loads(proc.stdout)] == [a]
+    assert "1 runs are unreadable" in proc.stderr and "chmod -R a+rX" in proc.stderr
+
+
 def test_a_read_only_store_without_an_index_lists_from_its_manifests(shared, tmp_path):
     base, env, _gid = shared
     store_dir = os.path.join(base, "store")
