@@ -73,10 +73,12 @@ def test_garbage_metrics_are_skipped_with_one_warning_naming_the_file(store_dir,
     pts, caught = _warnings_of(lambda: LocalStore(store_dir).read_points(a))
     assert len(caught) == 1 and path in caught[0] and "of 72 metric points" in caught[0]
     assert pts.names() == ["acc", "loss"] and len(pts.series["loss"]) == 10
-    assert main(["show", a, "--metrics", "--store", store_dir]) == 0
+    with pytest.warns(mlrepro.MlreproWarning, match="metrics.bin: skipped 52 of 72"):
+        assert main(["show", a, "--metrics", "--store", store_dir]) == 0
     out = capsys.readouterr().out
     assert "#" not in out and "loss (10 points)" in out
-    assert main(["report", a, b, "-o", str(tmp_path / "r.html"), "--store", store_dir]) == 0
+    with pytest.warns(mlrepro.MlreproWarning, match="metrics.bin: skipped"):
+        assert main(["report", a, b, "-o", str(tmp_path / "r.html"), "--store", store_dir]) == 0
 
 
 def test_a_metrics_file_of_pure_garbage_reports_without_a_crash(store_dir, two_runs, tmp_path,
@@ -87,7 +89,8 @@ def test_a_metrics_file_of_pure_garbage_reports_without_a_crash(store_dir, two_r
         fh.write(os.urandom(2000))
     for args in (["report", a, b, "-o", str(tmp_path / "r.html")], ["show", a, "--metrics"],
                  ["diff", a, b]):
-        assert main([*args, "--store", store_dir]) == 0, args
+        with pytest.warns(mlrepro.MlreproWarning, match="metrics.bin: skipped"):
+            assert main([*args, "--store", store_dir]) == 0, args
     assert "internal error" not in capsys.readouterr().err
 
 
