@@ -63,6 +63,7 @@ class LocalStore(Store):
         self._names: dict[str, dict[str, int]] = {}
         self._names_lock = threading.Lock()
         self._memory_index: Index | None = None
+        self._index_skipped = False
         self.host = socket.gethostname()
 
     # -- paths ----------------------------------------------------------------
@@ -118,7 +119,14 @@ class LocalStore(Store):
                 manifests.append(w.manifest)
             else:
                 raise TypeError(f"unknown write {type(w).__name__}")
-        if manifests:
+        if manifests and not self.index.writable():
+            # run.json is the record; the index is a cache its other users bring up to date
+            if not self._index_skipped:
+                self._index_skipped = True
+                warn(f"cannot write the index {self.index.path} (its owner may have another "
+                     "umask); runs are recorded and list from their manifests: give the store's "
+                     "users group write access, e.g. `chmod -R g+w` on it")
+        elif manifests:
             latest = {m["id"]: m for m in manifests}
             for run_id, why in self._unindexable(self.index.upsert(latest.values())):
                 warn(f"run {run_id} {why}")
@@ -293,7 +301,7 @@ class LocalStore(Store):
         return len(good) - len(failures), sorted(bad)
 
     def _index_in_memory(self, why: str) -> Index:
-        """An index of the manifests built in memory, for a store this process cannot write."""
+        """An index of the manifests built in memory, when the store's cannot be used."""
         if self._memory_index is None:
             index = Index(MEMORY)
             good, bad = self._read_all()
@@ -301,9 +309,8 @@ class LocalStore(Store):
             self._memory_index = index
             unreadable = (f"; {len(bad)} runs are unreadable and not listed, e.g. {bad[0][1]}"
                           if bad else "")
-            warn(f"cannot write the store {self.root}: listing from its run manifests instead of "
-                 f"the index ({why}); the store's owner can run `mlrepro index --rebuild`"
-                 + unreadable)
+            warn(f"listing {self.root} from its run manifests instead of the index ({why}); "
+                 "a user who can write the store can run `mlrepro index --rebuild`" + unreadable)
         return self._memory_index
 
     def _listing_index(self) -> Index:
@@ -311,30 +318,34 @@ class LocalStore(Store):
         if not self.index.writable():
             if self._memory_index is not None:
                 return self._memory_index
+            cannot = "this user cannot write the store, and its index"
             if not self.index.exists():
-                return self._index_in_memory(f"{self.index.path} does not exist")
+                return self._index_in_memory(f"{cannot} does not exist")
             try:
                 self.index.open_read_only()
                 missing = set(self.run_ids()) - set(self.index.ids())
             except sqlite3.Error as exc:
-                return self._index_in_memory(f"{self.index.path} cannot be read: {exc}")
+                return self._index_in_memory(f"{cannot} cannot be read: {exc}")
             if self.read_manifests(sorted(missing)):
-                return self._index_in_memory(f"{self.index.path} lacks {len(missing)} runs")
-            return self.index
-        if not self.index.exists():
-            self.rebuild_index()
+                return self._index_in_memory(f"{cannot} lacks {len(missing)} runs")
             return self.index
         try:
-            missing = set(self.run_ids()) - set(self.index.ids())
-        except sqlite3.DatabaseError as exc:
-            if "not a database" not in str(exc) and "malformed" not in str(exc):
-                raise
-            warn(f"the index {self.index.path} was unreadable ({exc}); rebuilt it from "
-                 "the run manifests")
-            self.rebuild_index()
-            return self.index
-        if missing:  # a run whose index write failed, or copied in by hand
-            self.index.add_missing(self.read_manifests(sorted(missing)))
+            if not self.index.exists():
+                self.rebuild_index()
+                return self.index
+            try:
+                missing = set(self.run_ids()) - set(self.index.ids())
+            except sqlite3.DatabaseError as exc:
+                if "not a database" not in str(exc) and "malformed" not in str(exc):
+                    raise
+                warn(f"the index {self.index.path} was unreadable ({exc}); rebuilt it from "
+                     "the run manifests")
+                self.rebuild_index()
+                return self.index
+            if missing:  # a run whose index write failed, or copied in by hand
+                self.index.add_missing(self.read_manifests(sorted(missing)))
+        except (StoreError, sqlite3.Error, OSError) as exc:  # a full disk, a lock held too long
+            return self._index_in_memory(f"{self.index.path} cannot be written: {exc}")
         return self.index
 
     def list_runs(self, query: RunQuery | None = None, **filters) -> list[dict]:

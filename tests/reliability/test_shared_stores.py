@@ -163,7 +163,8 @@ def test_a_read_only_store_without_an_index_lists_from_its_manifests(shared, tmp
     assert proc.returncode == 0, proc.stderr
     assert {r["id"] for r in json.loads(proc.stdout)} == {a, b}
     notes = [line for line in proc.stderr.splitlines() if "MlreproWarning" in line]
-    assert len(notes) == 1 and "cannot write the store" in notes[0]
+    assert len(notes) == 1 and "from its run manifests" in notes[0]
+    assert "this user cannot write the store, and its index does not exist" in notes[0]
     assert not os.path.exists(os.path.join(store_dir, record.INDEX_FILE))
 
 
@@ -218,3 +219,26 @@ def test_two_users_share_one_store_directory(shared):
             proc = run(["-m", "mlrepro", "show", ids[name], "--metrics", "--store", team], env)
             assert proc.returncode == 0, proc.stderr
             assert "loss (5 points)" in proc.stdout
+
+
+def test_a_user_who_cannot_write_the_index_still_records_runs_into_the_store(shared):
+    """An index left 0644 by an older mlrepro or another umask: the run is recorded in the
+    store (not spooled) with one warning naming the fix, and everyone lists it."""
+    base, env, gid = shared
+    team = os.path.join(base, "team")
+    os.mkdir(team)
+    os.chown(team, 0, gid)
+    os.chmod(team, 0o2775)
+    first = _as_root(["-c", WRITE_RUN, team, "r1", "002"], env)
+    assert first.returncode == 0, first.stderr
+    os.chmod(os.path.join(team, record.INDEX_FILE), 0o644)
+    proc = _as_nobody(["-c", WRITE_RUN, team, "n1", "002"], env)
+    assert proc.returncode == 0, proc.stderr
+    notes = [line for line in proc.stderr.splitlines() if "MlreproWarning" in line]
+    assert len(notes) == 1 and "cannot write the index" in notes[0] and "g+w" in notes[0]
+    run_id = proc.stdout.split()[-1]
+    assert os.path.exists(os.path.join(team, record.RUNS_DIR, run_id, record.MANIFEST_FILE))
+    for run in (_as_nobody, _as_root):
+        proc = run(["-m", "mlrepro", "runs", "--json", "--store", team], env)
+        assert proc.returncode == 0, proc.stderr
+        assert {r["name"] for r in json.loads(proc.stdout)} == {"r1", "n1"}
