@@ -10,16 +10,17 @@ TABLE_METRICS = 3
 
 
 def printable(text) -> str:
-    """`text` safe to print: control characters and lone surrogates as backslash escapes.
+    """`text` safe to print: control characters, line separators and lone surrogates as
+    backslash escapes.
 
-    A run name, param or metric name may hold any string; the table must keep its columns
-    and a terminal must not obey an escape sequence hidden in one.
+    A run name, param or metric name may hold any string; the table must keep its lines and
+    columns, and a terminal must not obey an escape sequence hidden in one.
     """
     text = str(text)
     if text.isprintable():
         return text
     return "".join(c.encode("unicode_escape").decode("ascii")
-                   if unicodedata.category(c) in ("Cc", "Cs") else c for c in text)
+                   if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") else c for c in text)
 
 
 def _seconds(ts) -> float | None:

@@ -26,7 +26,7 @@ from mlrepro.store.local import LocalStore
 
 # Every code point, lone surrogates (category Cs) and control characters included, plus
 # the ones that broke stores in the wild, so each example is likely to hold one.
-HOSTILE = ["\udce9", "\ud800", "\udfff", "\x00", "\x1b[31m", "\n", "\r", "\t", "\u202e",
+HOSTILE = ["\udce9", "\ud800", "\udfff", "\x00", "\x1b[31m", "\n", "\r", "\t", "\u202e", "\u2028",
            "\ufeff", "'", '"', "\\", "%s", "caf\u00e9", "\U0001f600"]
 any_char = st.characters(min_codepoint=0, max_codepoint=0x10FFFF, blacklist_categories=())
 
@@ -76,7 +76,7 @@ def test_a_non_utf8_run_name_is_stored_and_the_store_still_lists(store_dir, caps
 @given(name=hostile_text, key=hostile_text, value=hostile_text, tag=hostile_text,
        metric=hostile_text)
 def test_any_unicode_in_names_params_tags_and_metric_names_round_trips(
-        tmp_path_factory, name, key, value, tag, metric):
+        tmp_path_factory, capsys, name, key, value, tag, metric):
     store_dir = str(tmp_path_factory.mktemp("hostile"))
     with mlrepro.start_run(project="p", store=store_dir, name="plain") as plain:
         plain.log_metrics({"loss": 1.0}, step=0)
@@ -101,8 +101,10 @@ def test_any_unicode_in_names_params_tags_and_metric_names_round_trips(
     store.close()
     count, bad = LocalStore(store_dir).rebuild_index()
     assert (count, bad) == (2, [])
-    # every CLI view of it exits 0 and prints one line per run
+    # every CLI view of it exits 0; the table keeps one line per run
+    capsys.readouterr()
     assert main(["runs", "--store", store_dir]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
     assert main(["show", run.id, "--metrics", "--store", store_dir]) == 0
     assert main(["diff", plain.id, run.id, "--store", store_dir]) == 0
     shutil.rmtree(store_dir)
