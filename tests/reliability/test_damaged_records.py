@@ -125,6 +125,7 @@ def test_any_bytes_in_the_metric_files_read_as_valid_points_or_none(tmp_path_fac
 
 @pytest.mark.parametrize("values, steps", [
     ([5e-324, 1e-323], [0, 1]),                 # a span that underflows
+    ([0.0, 2.5e-323], [0, 1]),                  # a tick step below the smallest float
     ([-1.7e308, 1.7e308], [0, 1]),              # a span that overflows
     ([1.0, 1.0], [-2 ** 63, 2 ** 63 - 1]),      # steps that span the whole int64 range
     ([1e-320, 1e-320 * 1.5, 2e-320], [5, 5, 5]),
