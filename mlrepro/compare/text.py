@@ -169,14 +169,14 @@ def run_text(manifest: dict, status: str, events: list[dict] | None = None,
     out.append(f"seed: {m.get('seed')}  deterministic: {det.get('deterministic', False)}"
                + (f"  applied: {', '.join(det.get('applied') or [])}" if det.get("applied")
                   else ""))
-    summary = {k: v for k, v in _dict(m.get("metrics_summary")).items() if isinstance(v, dict)}
+    summary = m.get("metrics_summary") or {}
     out.append("metrics:")
     if not summary:
         out.append("  (none)")
     else:
         rows = []
         for name in sorted(summary):
-            s = summary[name]
+            s = _dict(summary[name])
             rows.append([printable(name), number(s.get("last")), str(s.get("step")),
                          number(s.get("min")), number(s.get("max")), str(s.get("count"))])
         out += ["  " + line for line in table(["NAME", "LAST", "STEP", "MIN", "MAX", "POINTS"],
