@@ -195,3 +195,18 @@ def test_a_run_missing_from_the_index_is_listed(store_dir, capsys):
     assert {r["id"] for r in LocalStore(store_dir).list_runs()} == {a.id, b.id}
     assert main(["runs", "--json", "--store", store_dir]) == 0
     assert {r["id"] for r in json.loads(capsys.readouterr().out)} == {a.id, b.id}
+
+
+@pytest.mark.parametrize("suffix", [".html", ".png"])
+def test_reports_draw_names_with_lone_surrogates(store_dir, tmp_path, suffix):
+    if suffix == ".png":
+        pytest.importorskip("matplotlib")
+    with quiet_run(store_dir, name=os.fsdecode(b"caf\xe9")) as run:
+        for step in range(3):
+            run.log_metrics({os.fsdecode(b"l\xe9"): 1.0 / (step + 1)}, step=step)
+    out = tmp_path / f"report{suffix}"
+    assert main(["report", run.id, "-o", str(out), "--store", store_dir]) == 0
+    data = out.read_bytes()
+    assert data
+    if suffix == ".html":
+        assert "l\\udce9" in data.decode("utf-8")  # valid UTF-8, the odd byte visible
