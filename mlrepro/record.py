@@ -151,7 +151,7 @@ def validate_manifest(data: Any) -> dict:
     if not isinstance(data, dict):
         raise ValueError("run.json does not hold a JSON object")
     for key in ("id", "project", "status", "start_time"):
-        if key not in data:
+        if data.get(key) is None:
             raise ValueError(f"run.json has no {key!r}")
     if data["status"] not in STATUSES:
         raise ValueError(f"run.json has an unknown status {data['status']!r}")
@@ -159,7 +159,25 @@ def validate_manifest(data: Any) -> dict:
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise ValueError(f"run.json has schema_version {version!r}; this mlrepro reads up to "
                          f"{SCHEMA_VERSION}: upgrade mlrepro")
+    for key, kinds in _FIELD_TYPES.items():
+        value = data.get(key)
+        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)
+                                  and bool not in kinds):
+            raise ValueError(f"run.json has a {type(value).__name__} as {key!r}, not "
+                             + " or ".join(k.__name__ for k in kinds))
     return data
+
+
+# What each field of a manifest must be when present and not null: a hand-edited or
+# damaged run.json fails here, as one unreadable run, instead of deep inside a reader.
+_NUMBER = (int, float)
+_FIELD_TYPES: dict[str, tuple] = {
+    "id": (str,), "project": (str,), "name": (str,), "start_time": _NUMBER,
+    "end_time": _NUMBER, "heartbeat": _NUMBER, "attempts": (list,), "parent": (dict,),
+    **{key: (dict,) for key in ("writer", "params", "auto_params", "tags", "determinism",
+                                "code", "environment", "data", "artifacts", "runtime",
+                                "fingerprints", "metrics_summary")},
+}
 
 
 def effective_status(manifest: Mapping, *, now: float | None = None,
@@ -235,6 +253,46 @@ def raw_points(blob: bytes, names: list[str]) -> list[tuple[int, float, float, i
     usable = len(blob) - len(blob) % POINT.size
     return [(s, v, w, e, names[n] if 0 <= n < len(names) else f"#{n}", a)
             for s, v, w, e, n, a, _f in POINT.iter_unpack(memoryview(blob)[:usable])]
+
+
+def point_is_valid(point: tuple, name_count: int) -> bool:
+    """Whether an unpacked point could have been written by mlrepro: its name id names a
+    line of metrics.names, its epoch is an epoch, its wall time a time, its flags zero."""
+    _step, _value, wall, epoch, name_id, _attempt, flags = point
+    return (0 <= name_id < name_count and epoch >= NO_EPOCH and flags == 0
+            and math.isfinite(wall) and wall >= 0)
+
+
+def valid_points(blob: bytes, name_count: int) -> tuple[bytes, int]:
+    """The whole points of `blob` that pass `point_is_valid`, and how many did not."""
+    usable = len(blob) - len(blob) % POINT.size
+    view = memoryview(blob)[:usable]
+    bad = [i for i, p in enumerate(POINT.iter_unpack(view)) if not point_is_valid(p, name_count)]
+    if not bad:
+        return bytes(view), 0
+    size, keep, start = POINT.size, [], 0
+    for i in bad:
+        keep.append(view[start:i * size])
+        start = (i + 1) * size
+    keep.append(view[start:])
+    return b"".join(keep), len(bad)
+
+
+def decode_names(blob: bytes) -> list[str]:
+    """metrics.names as a list (line i names id i): JSON strings, or a line read as it is.
+
+    Never raises: a line that is not UTF-8 or not JSON keeps its place (bytes that are
+    not UTF-8 become lone surrogates, as `os.fsdecode` makes them).
+    """
+    out = []
+    for line in blob.split(b"\n")[:-1]:
+        text = line.decode("utf-8", "surrogateescape")
+        try:
+            name = json.loads(text)
+        except ValueError:
+            name = text
+        out.append(name if isinstance(name, str) else json.dumps(name))
+    return out
 
 
 def decode_points(blob: bytes, names: list[str]) -> Points:

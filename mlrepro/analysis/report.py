@@ -13,6 +13,7 @@ import time
 
 from mlrepro.compare.html import render_report
 from mlrepro.compare.svg import color, dash
+from mlrepro.compare.text import printable
 from mlrepro.errors import MlreproError
 from mlrepro.store.files import atomic_write_bytes
 
@@ -33,7 +34,8 @@ def load_runs(store, refs: list[str]) -> tuple[list[dict], list[dict]]:
 
 def write_html(path: str, manifests, series, metrics=None) -> None:
     page = render_report(manifests, series, metrics=metrics, generated=time.time())
-    atomic_write_bytes(path, page.encode("utf-8"))
+    # a metric or run name may hold lone surrogates (bytes that were not UTF-8): \udce9
+    atomic_write_bytes(path, page.encode("utf-8", "backslashreplace"))
     _readable(path)
 
 
@@ -72,8 +74,8 @@ def write_png(path: str, manifests, series, metrics=None, *, dpi: int = 100) -> 
                 f"{m['name']} ({m['id'][-10:]})"
             ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color(i),
                     linestyle="--" if dash(i) else "-", marker="o" if len(pts) <= 40 else None,
-                    markersize=3, linewidth=1.6, label=label)
-        ax.set_title(name, fontsize=10)
+                    markersize=3, linewidth=1.6, label=printable(label))
+        ax.set_title(printable(name), fontsize=10)  # matplotlib refuses lone surrogates
         ax.set_xlabel("step")
         ax.grid(True, alpha=0.3)
     for ax in axes[len(names):]:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
+import os
 import sys
+from typing import Iterable
 
 from mlrepro import env
 from mlrepro.errors import MlreproError
@@ -39,9 +42,45 @@ def parse_pairs(pairs: list[str] | None, what: str = "--param") -> dict:
     return out
 
 
-def store_of(args) -> Store:
-    """The store `--store` names (default `$MLREPRO_STORE`, then ./mlrepro-runs)."""
-    return open_store(args.store)
+def store_of(args, *, existing: bool = False) -> Store:
+    """The store `--store` names (default `$MLREPRO_STORE`, then ./mlrepro-runs).
+
+    A local path that is a file is refused; with `existing`, so is one that does not
+    exist (a command that only reads a store has nothing to read there).
+    """
+    store = open_store(args.store)
+    root = store.root
+    if root is not None:
+        if os.path.exists(root) and not os.path.isdir(root):
+            raise MlreproError(f"--store {root} is a file, not a store directory: give --store "
+                               "the directory that holds the runs (or a new one)")
+        if existing and not os.path.isdir(root):
+            raise MlreproError(f"there is no store at {root}: check --store (or "
+                               f"${env.STORE.name}); a store is made by the first run written "
+                               "to it")
+    return store
+
+
+def count(text: str) -> int:
+    """An argparse type: a whole number >= 0 (`--limit -1` would silently drop a run)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number: e.g. 10") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative: give 0 (no limit) or a count")
+    return value
+
+
+def check_metric_patterns(patterns: Iterable[str] | None, names: Iterable[str],
+                          what: str = "--metric") -> None:
+    """Refuse a glob that matches none of the recorded metric `names`, listing them."""
+    names = sorted(set(names))
+    for pattern in patterns or []:
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            known = ", ".join(names[:12]) + (" ..." if len(names) > 12 else "")
+            raise MlreproError(f"{what} {pattern!r} matches no metric of these runs: they "
+                               f"recorded {known or 'no metrics'}")
 
 
 def local_store_of(args, why: str) -> Store:

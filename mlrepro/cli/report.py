@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from mlrepro.analysis.report import FORMATS, load_runs, write_html, write_png
-from mlrepro.cli.args import store_of
+from mlrepro.cli.args import check_metric_patterns, store_of
 from mlrepro.errors import MlreproError
 
 
@@ -15,6 +15,7 @@ def cmd_report(args) -> int:
         raise MlreproError(f"-o {args.output!r} must end in .html or .png: e.g. -o report.html")
     store = store_of(args)
     manifests, series = load_runs(store, args.runs)
+    check_metric_patterns(args.metric, (n for s in series for n in s))
     parent = os.path.dirname(os.path.abspath(args.output))
     if not os.path.isdir(parent):
         raise MlreproError(f"the directory of -o {args.output!r} does not exist: create it first")

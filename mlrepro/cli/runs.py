@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from mlrepro import record
-from mlrepro.cli.args import parse_pairs, print_json, store_of
-from mlrepro.compare.text import run_text, runs_table
+from mlrepro.cli.args import count, parse_pairs, print_json, store_of
+from mlrepro.compare.text import printable, run_text, runs_table
+from mlrepro.errors import MlreproError
 from mlrepro.store import RunQuery
+from mlrepro.store.points import current_summary
 
 
 def cmd_runs(args) -> int:
-    store = store_of(args)
+    store = store_of(args, existing=True)
     fingerprint = ref = None
     if args.same_as:
         ref = store.read_manifest(store.resolve(args.same_as))
@@ -19,6 +21,20 @@ def cmd_runs(args) -> int:
                                     sort_metric=args.sort, descending=args.desc))
     if ref is not None:
         rows = [r for r in rows if r["id"] != ref["id"]]
+    caught_up = False
+    for row in rows:
+        if row["status"] != record.FINISHED:  # a crashed run's manifest may lag its points
+            summary = current_summary(store, row, row["status"])
+            caught_up = caught_up or summary != row.get("metrics_summary")
+            row["metrics_summary"] = summary
+    if args.sort and rows:
+        names = {n for r in rows for n in r.get("metrics_summary") or {}}
+        if args.sort not in names:
+            known = ", ".join(sorted(names)[:12]) or "no metrics"
+            raise MlreproError(f"--sort {args.sort!r} is not a metric of the runs listed (they "
+                               f"recorded {known}): give one of those names")
+        if caught_up:
+            rows = RunQuery(sort_metric=args.sort, descending=args.desc).sort(rows)
     if args.limit:
         rows = rows[: args.limit]
     if args.json:
@@ -29,10 +45,11 @@ def cmd_runs(args) -> int:
 
 
 def cmd_show(args) -> int:
-    store = store_of(args)
+    store = store_of(args, existing=True)
     run_id = store.resolve(args.run)
     manifest = store.read_manifest(run_id)
     status = store.effective_status(manifest)
+    manifest["metrics_summary"] = current_summary(store, manifest, status)
     events = store.read_events(run_id)
     if args.json:
         out = dict(manifest, status=status)
@@ -46,7 +63,7 @@ def cmd_show(args) -> int:
         pts = store.read_points(run_id)
         for name in pts.names():
             series = pts.series[name]
-            print(f"\n{name} ({len(series)} points)")
+            print(f"\n{printable(name)} ({len(series)} points)")
             for step, value, _wall, epoch in series:
                 print(f"  step {step:>8}  epoch {epoch if epoch >= 0 else '-':>4}  {value!r}")
     return 0
@@ -60,7 +77,7 @@ def register(subparsers, common) -> None:
     p.add_argument("--param", action="append", metavar="K=V", help="only runs with this param")
     p.add_argument("--sort", metavar="METRIC", help="sort by a metric's last value (ascending)")
     p.add_argument("--desc", action="store_true", help="sort descending")
-    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--limit", type=count, default=0, help="at most N runs (0: all)")
     p.add_argument("--same-as", metavar="RUN", help="runs with the same fingerprint as RUN")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs)

@@ -3,6 +3,7 @@ runs spooled while the store could not be written, and objects no run names any 
 
 from __future__ import annotations
 
+import os
 import sys
 
 from mlrepro.cli.args import store_of
@@ -13,7 +14,7 @@ from mlrepro.store.transfer import CopyReport, merge_spooled_run
 
 
 def cmd_index(args) -> int:
-    store = store_of(args)
+    store = store_of(args, existing=True)
     if not args.rebuild:
         raise MlreproError("nothing to do: use `mlrepro index --rebuild`")
     try:
@@ -27,6 +28,9 @@ def cmd_index(args) -> int:
 
 
 def cmd_recover(args) -> int:
+    if args.source and not os.path.isdir(args.source):
+        raise MlreproError(f"--from {args.source} is not a directory: give the spool directory "
+                           "a warning named (default: the spool)")
     spool = LocalStore(args.source or spool_dir())
     store = store_of(args)
     ids = [spool.resolve(r) for r in args.runs] if args.runs else sorted(spool.run_ids())

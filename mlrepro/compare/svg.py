@@ -37,12 +37,15 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     if hi == lo:
         return [lo]
     raw = (hi - lo) / max(1, count)
-    mag = 10 ** math.floor(math.log10(raw))
+    if not (math.isfinite(raw) and raw > 1e-300):
+        return [lo, hi]  # a span too wide or too narrow for round steps: just the ends
+    mag = 10.0 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw * (1 - 1e-9))
     first = math.ceil(lo / step - 1e-9) * step
     n = int(math.floor((hi - first) / step + 1e-9)) + 1
     digits = max(0, 12 - int(math.floor(math.log10(step))))
-    return [round(first + k * step, digits) for k in range(max(0, min(n, 50)))]
+    ticks = [round(first + k * step, digits) for k in range(max(0, min(n, 50)))]
+    return [t for t in ticks if math.isfinite(t)] or [lo, hi]
 
 
 def tick_label(value: float) -> str:
@@ -92,11 +95,17 @@ def line_chart(title: str, series: Sequence[tuple[str, Sequence[tuple[float, flo
         y0, y1 = min(y0, yt[0]), max(y1, yt[-1])
     pw, ph = width - left - right, height - top - bottom
 
+    def fraction(v, lo, hi):
+        # halved first, so spans like -1e308..1e308 do not overflow; a span that
+        # underflows to zero (denormal values) puts everything on the axis
+        span = hi / 2 - lo / 2
+        return (v / 2 - lo / 2) / span if span > 0 else 0.0
+
     def sx(x):
-        return left + (x - x0) / (x1 - x0) * pw
+        return left + fraction(x, x0, x1) * pw
 
     def sy(y):
-        return top + (1 - (y - y0) / (y1 - y0)) * ph
+        return top + (1 - fraction(y, y0, y1)) * ph
 
     parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" class="plot"/>')
     for t in yt:

@@ -4,31 +4,73 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 
 TABLE_METRICS = 3
 
 
+def printable(text) -> str:
+    """`text` safe to print: control characters, line separators and lone surrogates as
+    backslash escapes.
+
+    A run name, param or metric name may hold any string; the table must keep its lines and
+    columns, and a terminal must not obey an escape sequence hidden in one.
+    """
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c.encode("unicode_escape").decode("ascii")
+                   if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") else c for c in text)
+
+
+def _seconds(ts) -> float | None:
+    """A timestamp as float seconds, or None for a missing or garbage one (hand-edited)."""
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
+        return None
+    return float(ts)
+
+
 def when(ts) -> str:
+    ts = _seconds(ts)
     if not ts:
         return "-"
     import time
 
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ts)))
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+    except (OverflowError, OSError, ValueError):
+        return "-"
 
 
 def duration(start, end, now=None) -> str:
+    start, end = _seconds(start), _seconds(end)
     if not start:
         return "-"
     import time
 
-    seconds = float(end or now or time.time()) - float(start)
-    if seconds < 0:
+    seconds = float(end or now or time.time()) - start
+    if not seconds >= 0 or seconds > 1e12:
         return "-"
     if seconds < 60:
         return f"{seconds:.1f}s"
     minutes, sec = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{sec:02d}s"
+
+
+def _dict(value) -> dict:
+    """`value` if it is a dict, else {} (a hand-edited record may hold anything)."""
+    return value if isinstance(value, dict) else {}
+
+
+def end_of(manifest: dict, status: str | None = None):
+    """When a run stopped: its end time, or for a run that ended without one (crashed,
+    killed by SIGKILL) its last heartbeat; None while it runs."""
+    end = manifest.get("end_time")
+    if end:
+        return end
+    status = status or manifest.get("status")
+    return None if status == "running" else manifest.get("heartbeat")
 
 
 def number(value) -> str:
@@ -46,7 +88,8 @@ def number(value) -> str:
 
 
 def short(value, width: int = 40) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    text = printable(value) if isinstance(value, str) else json.dumps(value, sort_keys=True,
+                                                                      default=str)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -68,19 +111,20 @@ def runs_table(rows: list[dict], metrics: list[str] | None = None) -> str:
     if metrics is None:
         seen: dict[str, int] = {}
         for r in rows:
-            for name in r.get("metrics_summary") or {}:
+            for name in _dict(r.get("metrics_summary")):
                 seen[name] = seen.get(name, 0) + 1
         metrics = [n for n, _ in sorted(seen.items(), key=lambda kv: (-kv[1], kv[0]))
                    if not n.startswith(("batch/", "lr", "learning_rate"))][:TABLE_METRICS]
-    headers = ["ID", "PROJECT", "NAME", "STATUS", "STARTED", "TIME"] + [m.upper() for m in metrics]
+    headers = (["ID", "PROJECT", "NAME", "STATUS", "STARTED", "TIME"]
+               + [printable(m.upper()) for m in metrics])
     body = []
     for r in rows:
-        summary = r.get("metrics_summary") or {}
+        summary = _dict(r.get("metrics_summary"))
         name = r.get("name") or ""
         body.append([r["id"], short(r.get("project") or "", 20),
                      "" if name == r["id"] else short(name, 24), r.get("status") or "?",
-                     when(r.get("start_time")), duration(r.get("start_time"), r.get("end_time"))]
-                    + [number((summary.get(m) or {}).get("last")) for m in metrics])
+                     when(r.get("start_time")), duration(r.get("start_time"), end_of(r))]
+                    + [number(_dict(summary.get(m)).get("last")) for m in metrics])
     return table(headers, body)
 
 
@@ -89,12 +133,12 @@ def _kv_block(title: str, mapping: dict, indent: str = "  ") -> list[str]:
     if not mapping:
         lines.append(indent + "(none)")
         return lines
-    width = min(max(len(str(k)) for k in mapping), 32)
+    width = min(max(len(printable(k)) for k in mapping), 32)
     for key in sorted(mapping):
         value = mapping[key]
         text = number(value) if isinstance(value, (int, float)) and not isinstance(
             value, bool) else short(value, 100)
-        lines.append(f"{indent}{str(key).ljust(width)}  {text}")
+        lines.append(f"{indent}{printable(key).ljust(width)}  {text}")
     return lines
 
 
@@ -103,24 +147,25 @@ def run_text(manifest: dict, status: str, events: list[dict] | None = None,
     """Everything in a record, grouped the way a person reads it."""
     m = manifest
     out = [f"run        {m['id']}",
-           f"project    {m.get('project')}",
-           f"name       {m.get('name')}",
-           f"status     {status}" + (f"  ({m['error'].splitlines()[-1]})" if m.get("error")
-                                      else ""),
+           f"project    {printable(m.get('project'))}",
+           f"name       {printable(m.get('name'))}",
+           f"status     {status}" + (f"  ({printable(str(m['error']).splitlines()[-1])})"
+                                      if m.get("error") and str(m["error"]).strip() else ""),
            f"started    {when(m.get('start_time'))}",
            f"ended      {when(m.get('end_time'))}",
-           f"duration   {duration(m.get('start_time'), m.get('end_time'))}",
-           f"attempts   {len(m.get('attempts') or [])}",
+           f"duration   {duration(m.get('start_time'), end_of(m, status))}",
+           f"attempts   {len(m['attempts']) if isinstance(m.get('attempts'), list) else 0}",
            f"fingerprint {m.get('fingerprint')}"]
-    if m.get("parent"):
-        out.append(f"parent     {m['parent'].get('kind')} {m['parent'].get('run')}")
+    parent = _dict(m.get("parent"))
+    if parent:
+        out.append(f"parent     {parent.get('kind')} {parent.get('run')}")
     out.append("")
-    out += _kv_block("params", m.get("params") or {})
-    if m.get("auto_params"):
+    out += _kv_block("params", _dict(m.get("params")))
+    if _dict(m.get("auto_params")):
         out += _kv_block("auto-captured params", m["auto_params"])
-    if m.get("tags"):
+    if _dict(m.get("tags")):
         out += _kv_block("tags", m["tags"])
-    det = m.get("determinism") or {}
+    det = _dict(m.get("determinism"))
     out.append(f"seed: {m.get('seed')}  deterministic: {det.get('deterministic', False)}"
                + (f"  applied: {', '.join(det.get('applied') or [])}" if det.get("applied")
                   else ""))
@@ -137,12 +182,12 @@ def run_text(manifest: dict, status: str, events: list[dict] | None = None,
     else:
         rows = []
         for name in sorted(summary):
-            s = summary[name]
-            rows.append([name, number(s.get("last")), str(s.get("step")), number(s.get("min")),
-                         number(s.get("max")), str(s.get("count"))])
+            s = _dict(summary[name])
+            rows.append([printable(name), number(s.get("last")), str(s.get("step")),
+                         number(s.get("min")), number(s.get("max")), str(s.get("count"))])
         out += ["  " + line for line in table(["NAME", "LAST", "STEP", "MIN", "MAX", "POINTS"],
                                                rows).splitlines()]
-    code = m.get("code") or {}
+    code = _dict(m.get("code"))
     out.append("code:")
     if code.get("git") is None and not code.get("commit"):
         out.append("  not a git checkout" + (f"; entry point {code.get('entry_point')}"
@@ -155,33 +200,33 @@ def run_text(manifest: dict, status: str, events: list[dict] | None = None,
         if code.get("patch"):
             out.append(f"  uncommitted patch {code['patch'][:12]} ({code.get('patch_size')} bytes)")
         out.append(f"  entry point {code.get('entry_point')}")
-    if code.get("argv"):
-        out.append("  command " + " ".join(code["argv"]))
-    data = m.get("data") or {}
+    if isinstance(code.get("argv"), list):
+        out.append("  command " + printable(" ".join(map(str, code["argv"]))))
+    data = _dict(m.get("data"))
     out.append("data:")
     if not data:
         out.append("  (none)")
     for name in sorted(data):
-        d = data[name] or {}
+        d = _dict(data[name])
         source = f" {d['source']}" if d.get("source") else ""
         out.append(f"  {name}: {d.get('kind')}{source} digest "
                    f"{(d.get('digest') or '-')[:16]} size {d.get('size')}"
                    + (f" ({d['method']})" if d.get("method") else ""))
-    arts = m.get("artifacts") or {}
+    arts = _dict(m.get("artifacts"))
     out.append("artifacts:")
     if not arts:
         out.append("  (none)")
     for name in sorted(arts):
-        a = arts[name]
-        digest = a.get("digest") or a.get("tree") or "-"
-        out.append(f"  {name}  {a.get('kind')}  {digest[:16]}  {a.get('size')} bytes")
-    rt = m.get("runtime") or {}
+        a = _dict(arts[name])
+        digest = str(a.get("digest") or a.get("tree") or "-")
+        out.append(f"  {printable(name)}  {a.get('kind')}  {digest[:16]}  {a.get('size')} bytes")
+    rt = _dict(m.get("runtime"))
     out.append("runtime: " + ", ".join(f"{k}={short(v, 60)}" for k, v in sorted(rt.items())
                                        if v not in (None, "", [], {})))
-    env = m.get("environment") or {}
+    env = _dict(m.get("environment"))
     if env:
-        fw = env.get("frameworks") or {}
-        cpu = env.get("cpu") or {}
+        fw = _dict(env.get("frameworks"))
+        cpu = _dict(env.get("cpu"))
         out.append("environment:")
         out.append(f"  python {env.get('python')} on {env.get('platform')}")
         out.append(f"  cpu {cpu.get('model')} x{cpu.get('cores')}  memory "
@@ -192,7 +237,7 @@ def run_text(manifest: dict, status: str, events: list[dict] | None = None,
         out.append(f"  packages {len(env.get('packages') or {})} recorded; variables "
                    f"{len(env.get('variables') or {})} recorded (allow-listed, redacted)")
     if events:
-        warnings_ = [e for e in events if e.get("kind") == "warning"]
+        warnings_ = [e for e in events if isinstance(e, dict) and e.get("kind") == "warning"]
         out.append(f"events: {len(events)} ({len(warnings_)} warnings)")
         for e in warnings_[-5:]:
             out.append(f"  {when(e.get('time'))} {short(e.get('message', ''), 120)}")

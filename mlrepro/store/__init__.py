@@ -3,6 +3,7 @@
 - `base`: the `Store` contract every store honours, and the write records it takes;
 - `query`: which runs a listing keeps and in what order (one rule for every store);
 - `local` (+ `index`, `files`): the embedded store, a directory with a SQLite index;
+- `points`: a run's metrics summary from its points, for a run whose manifest fell behind;
 - `s3`: the same layout under an S3 prefix;
 - `transfer`: copying runs between stores, objects first and the manifest last.
 

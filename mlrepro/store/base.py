@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Iterable, Iterator, Union
 
 from mlrepro import record
-from mlrepro.errors import AmbiguousRunId, CorruptRecord, RunNotFound
+from mlrepro.errors import AmbiguousRunId, CorruptRecord, RunNotFound, warn
 from mlrepro.record import Points, decode_points, matches_prefix
 from mlrepro.store.query import RunQuery, as_query
 
@@ -133,19 +133,26 @@ class Store(abc.ABC):
         return None
 
     def read_points(self, run_id: str) -> Points:
-        """The run's metric points (a torn tail ignored; later attempts supersede)."""
+        """The run's metric points (a torn tail ignored; later attempts supersede).
+
+        Points that fail validation (garbage bytes, a name id with no name) are skipped
+        with one warning naming the file.
+        """
         try:
             names_raw = self.read_run_file(run_id, record.METRIC_NAMES_FILE)
             blob = self.read_run_file(run_id, record.METRICS_FILE)
         except FileNotFoundError:
             return Points()
-        names = []
-        for line in names_raw.decode("utf-8", "replace").split("\n")[:-1]:
-            try:
-                names.append(json.loads(line))
-            except ValueError:
-                names.append(line)
-        return decode_points(blob, names)
+        names = record.decode_names(names_raw)
+        good, skipped = record.valid_points(blob, len(names))
+        if skipped:
+            where = self.run_dir(run_id)
+            where = (f"{where}/{record.METRICS_FILE}" if where
+                     else f"{record.METRICS_FILE} of run {run_id} in {self.uri}")
+            warn(f"{where}: skipped {skipped} of {len(blob) // record.POINT.size} metric points "
+                 "that are not valid points (a damaged file, or one without its "
+                 f"{record.METRIC_NAMES_FILE}); restore it from a copy to see them", stacklevel=2)
+        return decode_points(good, names)
 
     def read_events(self, run_id: str) -> list[dict]:
         """The run's events in order (a torn last line skipped)."""
@@ -156,9 +163,11 @@ class Store(abc.ABC):
         out = []
         for line in raw.decode("utf-8", "replace").splitlines():
             try:
-                out.append(json.loads(line))
+                event = json.loads(line)
             except ValueError:
                 continue  # a torn last line after SIGKILL
+            if isinstance(event, dict):  # a line of garbage that happens to be JSON is not one
+                out.append(event)
         return out
 
     def effective_status(self, manifest: dict) -> str:

@@ -1,18 +1,36 @@
-"""Small durable-file primitives shared by the stores and the spool."""
+"""Small durable-file primitives shared by the stores and the spool.
+
+Every file is created with mode 0666 (0444 for immutable objects) and the process
+umask decides the rest, like `open()` would: with umask 002 a team shares one store
+directory; with umask 022 others can read it. (`tempfile.mkstemp` would force 0600.)
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 
 from mlrepro.record import canonical_json
+
+FILE_MODE = 0o666    # before the umask: files appended to or rewritten
+OBJECT_MODE = 0o444  # before the umask: content-addressed objects never change
+
+
+def create_temp(directory: str, prefix: str = ".tmp-", mode: int = FILE_MODE) -> tuple[int, str]:
+    """A new file in `directory` opened for writing, its mode `mode` less the umask."""
+    while True:
+        path = os.path.join(directory, prefix + secrets.token_hex(6))
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), path
+        except FileExistsError:
+            continue
 
 
 def atomic_write_bytes(path: str, data: bytes, *, fsync: bool = True) -> None:
     """Write to a temp file beside `path`, fsync, then rename over it: never a torn file."""
     directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    fd, tmp = create_temp(directory)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -40,7 +58,7 @@ def append_bytes(path: str, data: bytes) -> None:
     Files appended to here have one writer each (the run's writer thread), so
     truncating back to the size before the write cannot hurt anyone else's data.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
     try:
         start = os.fstat(fd).st_size
         view = memoryview(data)

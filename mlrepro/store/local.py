@@ -18,17 +18,17 @@ import os
 import shutil
 import socket
 import sqlite3
-import tempfile
 import threading
 from typing import Iterator
 
-from mlrepro import record
+from mlrepro import env, record
 from mlrepro.errors import CorruptRecord, RunNotFound, StoreError, warn
 from mlrepro.record import encode_points
 from mlrepro.store.base import (EventsAppend, ManifestWrite, MetricsAppend, ObjectPut, RunFilePut,
                                 Store, Write)
-from mlrepro.store.files import append_bytes, atomic_write_bytes, atomic_write_json
-from mlrepro.store.index import Index
+from mlrepro.store.files import (OBJECT_MODE, append_bytes, atomic_write_bytes, atomic_write_json,
+                                 create_temp)
+from mlrepro.store.index import MEMORY, Index
 from mlrepro.store.query import RunQuery, as_query
 
 _CHUNK = 1 << 20
@@ -62,6 +62,8 @@ class LocalStore(Store):
         self.index = Index(os.path.join(self.root, record.INDEX_FILE))
         self._names: dict[str, dict[str, int]] = {}
         self._names_lock = threading.Lock()
+        self._memory_index: Index | None = None
+        self._index_skipped = False
         self.host = socket.gethostname()
 
     # -- paths ----------------------------------------------------------------
@@ -117,9 +119,17 @@ class LocalStore(Store):
                 manifests.append(w.manifest)
             else:
                 raise TypeError(f"unknown write {type(w).__name__}")
-        if manifests:
+        if manifests and not self.index.writable():
+            # run.json is the record; the index is a cache its other users bring up to date
+            if not self._index_skipped:
+                self._index_skipped = True
+                warn(f"cannot write the index {self.index.path} (its owner may have another "
+                     "umask); runs are recorded and list from their manifests: give the store's "
+                     "users group write access, e.g. `chmod -R g+w` on it")
+        elif manifests:
             latest = {m["id"]: m for m in manifests}
-            self.index.upsert(latest.values())
+            for run_id, why in self._unindexable(self.index.upsert(latest.values())):
+                warn(f"run {run_id} {why}")
 
     def _name_ids(self, run_id: str) -> dict[str, int]:
         ids = self._names.get(run_id)
@@ -127,9 +137,9 @@ class LocalStore(Store):
             path = os.path.join(self.run_dir(run_id), record.METRIC_NAMES_FILE)
             ids = {}
             if os.path.exists(path):
-                with open(path, encoding="utf-8") as fh:
-                    for i, line in enumerate(fh.read().split("\n")[:-1]):
-                        ids[json.loads(line)] = i
+                with open(path, "rb") as fh:
+                    for i, name in enumerate(record.decode_names(fh.read())):
+                        ids.setdefault(name, i)
             self._names[run_id] = ids
         return ids
 
@@ -164,7 +174,7 @@ class LocalStore(Store):
             return digest
         hasher = hashlib.sha256()
         size = 0
-        fd, tmp = tempfile.mkstemp(dir=tmp_dir)
+        fd, tmp = create_temp(tmp_dir, "", OBJECT_MODE)
         try:
             with os.fdopen(fd, "wb") as out, open(put.path, "rb") as src:
                 while True:
@@ -184,7 +194,6 @@ class LocalStore(Store):
                 self.touch_object(digest)         # reused: gc's grace starts again
             else:
                 os.makedirs(os.path.dirname(final), exist_ok=True)
-                os.chmod(tmp, 0o444)
                 os.replace(tmp, final)
         except BaseException:
             if os.path.exists(tmp):
@@ -193,7 +202,7 @@ class LocalStore(Store):
         return digest
 
     def _install(self, digest: str, tmp_dir: str, write) -> None:
-        fd, tmp = tempfile.mkstemp(dir=tmp_dir)
+        fd, tmp = create_temp(tmp_dir, "", OBJECT_MODE)
         try:
             with os.fdopen(fd, "wb") as out:
                 write(out)
@@ -201,7 +210,6 @@ class LocalStore(Store):
                 os.fsync(out.fileno())
             final = self.object_path(digest)
             os.makedirs(os.path.dirname(final), exist_ok=True)
-            os.chmod(tmp, 0o444)
             os.replace(tmp, final)
         except BaseException:
             if os.path.exists(tmp):
@@ -221,6 +229,10 @@ class LocalStore(Store):
         try:
             with open(path, "rb") as fh:
                 raw = fh.read()
+        except PermissionError as exc:
+            raise CorruptRecord(f"cannot read {path} ({exc.strerror}): ask its owner to make it "
+                                "readable (`chmod -R a+rX` on the run directory); runs written "
+                                "by mlrepro now follow the umask")
         except FileNotFoundError:
             if os.path.isdir(self.run_dir(run_id)):
                 raise CorruptRecord(f"run {run_id} has no {record.MANIFEST_FILE} (its writer died "
@@ -251,43 +263,107 @@ class LocalStore(Store):
     def effective_status(self, manifest: dict) -> str:
         return record.effective_status(manifest, this_host=self.host, pid_alive=pid_alive)
 
-    def rebuild_index(self) -> tuple[int, list[tuple[str, str]]]:
-        """Re-read every manifest into a fresh index; returns (indexed, [(run id, problem)])."""
+    def _read_all(self) -> tuple[list[dict], list[tuple[str, str]]]:
         good, bad = [], []
         for run_id in sorted(self.run_ids()):
             try:
                 good.append(self.read_manifest(run_id))
             except (CorruptRecord, RunNotFound) as exc:
                 bad.append((run_id, str(exc)))
+        return good, bad
+
+    def _unindexable(self, failures: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        return [(run_id, f"cannot be indexed ({why}): restore "
+                 f"{os.path.join(self.run_dir(run_id), record.MANIFEST_FILE)} from a copy or "
+                 "delete the run directory; other runs are unaffected")
+                for run_id, why in failures]
+
+    def rebuild_index(self) -> tuple[int, list[tuple[str, str]]]:
+        """Re-read every manifest into a fresh index; returns (indexed, [(run id, problem)])."""
+        if not os.path.isdir(self.root):
+            raise StoreError(f"there is no store at {self.root}: check --store (or "
+                             f"${env.STORE.name}); a store is made by the first run written to it")
+        if not self.index.writable():
+            raise StoreError(f"cannot write the index {self.index.path} (this user may not "
+                             f"write {self.root}): rebuild it as a user who can; read commands "
+                             "work without it")
+        good, bad = self._read_all()
         try:
             try:
-                self.index.replace_all(good)
+                failures = self.index.replace_all(good)
             except sqlite3.DatabaseError as exc:
                 if "not a database" not in str(exc) and "malformed" not in str(exc):
                     raise
                 self.index.reset()
-                self.index.replace_all(good)
-        except Exception as exc:  # sqlite3 errors on a read-only store
+                failures = self.index.replace_all(good)
+        except sqlite3.Error as exc:  # full disk, a lock held for over a minute
             raise StoreError(f"cannot write the index {self.index.path} ({exc}): "
-                             "make the store writable and run `mlrepro index --rebuild`")
-        return len(good), bad
+                             "free space or check the store's permissions, then run "
+                             "`mlrepro index --rebuild`")
+        bad += self._unindexable(failures)
+        return len(good) - len(failures), sorted(bad)
+
+    def _index_in_memory(self, why: str) -> Index:
+        """An index of the manifests built in memory, when the store's cannot be used."""
+        if self._memory_index is None:
+            index = Index(MEMORY)
+            good, bad = self._read_all()
+            index.replace_all(good)
+            self._memory_index = index
+            unreadable = (f"; {len(bad)} runs are unreadable and not listed, e.g. {bad[0][1]}"
+                          if bad else "")
+            warn(f"listing {self.root} from its run manifests instead of the index ({why}); "
+                 "a user who can write the store can run `mlrepro index --rebuild`" + unreadable)
+        return self._memory_index
+
+    def _listing_index(self) -> Index:
+        """The index to answer a listing from, up to date with the run directories on disk."""
+        if not self.index.writable():
+            if self._memory_index is not None:
+                return self._memory_index
+            cannot = "this user cannot write the store, and its index"
+            if not self.index.exists():
+                return self._index_in_memory(f"{cannot} does not exist")
+            try:
+                self.index.open_read_only()
+                missing = set(self.run_ids()) - set(self.index.ids())
+            except sqlite3.Error as exc:
+                return self._index_in_memory(f"{cannot} cannot be read: {exc}")
+            if self.read_manifests(sorted(missing)):
+                return self._index_in_memory(f"{cannot} lacks {len(missing)} runs")
+            return self.index
+        try:
+            if not self.index.exists():
+                self.rebuild_index()
+                return self.index
+            try:
+                missing = set(self.run_ids()) - set(self.index.ids())
+            except sqlite3.DatabaseError as exc:
+                if "not a database" not in str(exc) and "malformed" not in str(exc):
+                    raise
+                warn(f"the index {self.index.path} was unreadable ({exc}); rebuilt it from "
+                     "the run manifests")
+                self.rebuild_index()
+                return self.index
+            if missing:  # a run whose index write failed, or copied in by hand
+                self.index.add_missing(self.read_manifests(sorted(missing)))
+        except (StoreError, sqlite3.Error, OSError) as exc:  # a full disk, a lock held too long
+            return self._index_in_memory(f"{self.index.path} cannot be written: {exc}")
+        return self.index
 
     def list_runs(self, query: RunQuery | None = None, **filters) -> list[dict]:
-        """The index answers the query (rebuilt first if it is missing or unreadable)."""
+        """The index answers the query (rebuilt first if it is missing or unreadable; built in
+        memory when the store cannot be written)."""
         query = as_query(query, **filters)
         if not os.path.isdir(os.path.join(self.root, record.RUNS_DIR)):
             return []
-        if not self.index.exists():
-            self.rebuild_index()
+        index = self._listing_index()
         try:
-            rows = self.index.query(query)
-        except sqlite3.DatabaseError as exc:
-            if "not a database" not in str(exc) and "malformed" not in str(exc):
+            rows = index.query(query)
+        except sqlite3.Error as exc:
+            if not index.read_only:
                 raise
-            warn(f"the index {self.index.path} was unreadable ({exc}); rebuilt it from "
-                 "the run manifests")
-            self.rebuild_index()
-            rows = self.index.query(query)
+            rows = self._index_in_memory(f"{index.path} cannot be read: {exc}").query(query)
         wanted = query.statuses()
         for row in rows:
             row["status"] = self.effective_status(row)
@@ -338,3 +414,6 @@ class LocalStore(Store):
 
     def close(self) -> None:
         self.index.close()
+        if self._memory_index is not None:
+            self._memory_index.close()
+            self._memory_index = None
