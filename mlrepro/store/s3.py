@@ -296,8 +296,8 @@ class S3Store(Store):
 
     def _append_points(self, run_id: str, points: list) -> None:
         with self._append_lock:
-            names = self._current(run_id, record.METRIC_NAMES_FILE).decode("utf-8")
-            ids = {json.loads(line): i for i, line in enumerate(names.split("\n")[:-1])}
+            names = record.decode_names(self._current(run_id, record.METRIC_NAMES_FILE))
+            ids = {name: i for i, name in enumerate(names)}
             encoded, new = record.number_names(points, ids)
             self._append_files(run_id, {
                 record.METRIC_NAMES_FILE: "".join(json.dumps(n) + "\n" for n in new).encode(),

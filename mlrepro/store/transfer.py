@@ -112,8 +112,7 @@ def merge_spooled_run(spool: Store, dst: Store, run_id: str,
     files = spool.list_run_files(run_id)
     writes: list = []
     if record.METRICS_FILE in files and record.METRIC_NAMES_FILE in files:
-        names = [json.loads(line) for line in spool.read_run_file(
-            run_id, record.METRIC_NAMES_FILE).decode("utf-8").split("\n")[:-1]]
+        names = record.decode_names(spool.read_run_file(run_id, record.METRIC_NAMES_FILE))
         pts = record.raw_points(spool.read_run_file(run_id, record.METRICS_FILE), names)
         writes.append(MetricsAppend(run_id, pts))
     if record.EVENTS_FILE in files:
