@@ -38,6 +38,7 @@ from mlrepro._keras import fitargs as _fitargs
 from mlrepro._keras import flavour as _flavour
 from mlrepro._keras import order as _order
 from mlrepro._keras import params as _params
+from mlrepro._keras import resumestate as _resumestate
 from mlrepro._keras import pipeline as _pipeline
 from mlrepro._keras import runfile as _runfile
 from mlrepro._keras import seeding as _seeding
@@ -164,6 +165,7 @@ class ReproCallback(_Base):
         self._last_epoch: int | None = None
         self._temp_dirs: list[str] = []
         self._failures: dict[str, int] = {}
+        self._resume = _resumestate.ResumeState()
 
     # -- Keras hooks --------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
@@ -175,6 +177,8 @@ class ReproCallback(_Base):
             self._hook_failed("on_train_begin", exc)
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self.run is not None and self._ckpt_dir is not None:
+            self._stage_epoch("resume state", lambda: self._resume.begin_epoch(self.run))
         self._epoch = epoch
         self._batch = -1
         self._t_train_end = None
@@ -269,6 +273,7 @@ class ReproCallback(_Base):
             if self._writes:
                 self._stage("run file", lambda: self._write_runfile(_runfile.RUNNING))
             self._stage("optimizer build", lambda: _flavour.build_optimizer(model))
+            self._stage("random state", lambda: self._resume.prepare(model, fit))
             if resumable:
                 restored = self._stage("restore", lambda: self._restore(model))
         initial = (restored or {}).get("next_epoch", int(fit.arguments.get("initial_epoch") or 0))
@@ -309,7 +314,7 @@ class ReproCallback(_Base):
         if path is None:
             return None
         try:
-            meta = _ckpt.restore(model, path)
+            meta = _ckpt.restore(model, path, self._resume.variables)
         except _ckpt.CheckpointMismatch as exc:
             self._hook_failed("restore", RuntimeError(
                 f"checkpoint {path} does not fit this model ({exc}); training starts afresh"))
@@ -321,7 +326,9 @@ class ReproCallback(_Base):
         restored = {"checkpoint": os.path.basename(path), "epoch": epoch,
                     "next_epoch": epoch + 1, "global_step": self._step0,
                     "weights_digest": meta.get("weights_digest"),
-                    "from_run": meta.get("run_id"), "attempt": self.run.attempt}
+                    "from_run": meta.get("run_id"), "attempt": self.run.attempt,
+                    "verified": meta.get("verified")}
+        self._resume.pending = meta
         self.run.event("restored", **restored)
         return restored
 
@@ -387,13 +394,19 @@ class ReproCallback(_Base):
 
     def _record_resume(self, model: Any, fit: _fitargs.FitCall, pipes: dict,
                        restored: dict | None) -> None:
-        facts = _facts.gather(model, fit, pipes, self._seed_record)
+        facts = _facts.gather(model, fit, pipes, self._seed_record, scan=self._resume.scan,
+                              callbacks=self._resume.callbacks,
+                              pipeline_state=len(self._resume.pipeline_variables))
         verdict = _exactness.judge(facts)
         verdict.update(checkpoint_dir=self._ckpt_dir,
                        checkpoint_every=self._checkpoint_every if self._ckpt_dir else None,
                        restored=restored, attempt=self.run.attempt)
         if self._ckpt_dir is None:
             verdict["reasons"] = list(verdict["reasons"]) + ["checkpoints are off"]
+            verdict["exact"] = False
+        if restored and restored.get("verified") is False:
+            verdict["reasons"] = list(verdict["reasons"]) + [
+                "the restored state does not match the digest the checkpoint stored"]
             verdict["exact"] = False
         self.run.set_section(RESUME_SECTION, verdict)
 
@@ -455,7 +468,9 @@ class ReproCallback(_Base):
         run = self.run
         path = _ckpt.save(self.model, self._ckpt_dir, epoch=epoch, global_step=step,
                           extra={"run_id": run.id, "attempt": run.attempt,
-                                 "project": self.project})
+                                 "project": self.project},
+                          **self._resume.checkpoint_extras())
+        self._resume.check(run, self.model, f"epoch {epoch}")
         run.log_artifact(path, name=f"checkpoints/epoch-{epoch + 1:05d}",
                          meta={"epoch": epoch, "global_step": step})
         self._write_runfile(_runfile.RUNNING, latest=os.path.basename(path))
@@ -475,6 +490,9 @@ class ReproCallback(_Base):
         if self._tb_writer is not None:
             run.after_writes(self._tb_writer.close)  # after the scalars queued before it
         _flavour.clear_initial_epoch(self.model)
+        if self._ckpt_dir is not None:
+            self._stage_end("resume check",
+                            lambda: self._resume.check(run, self.model, "train end"))
         self._stage_end("run file", lambda: self._write_runfile(_runfile.FINISHED))
         for directory in self._temp_dirs:
             run.after_writes(lambda d=directory: shutil.rmtree(d, ignore_errors=True))

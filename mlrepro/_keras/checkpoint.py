@@ -38,8 +38,12 @@ def name(epoch: int) -> str:
     return f"{PREFIX}{epoch + 1:05d}"
 
 
-def variables(model: Any) -> list[tuple[str, str, Any]]:
-    """(group, name, variable) for everything a resumed run needs, in a stable order."""
+def variables(model: Any, state: "list | tuple" = ()) -> list[tuple[str, str, Any]]:
+    """(group, name, variable) for everything a resumed run needs, in a stable order.
+
+    `state` are further variables a resumed run needs: random generators the input
+    pipeline or the model draw from (`tf.random.Generator`, Keras SeedGenerators).
+    """
     out = [("model", flavour.variable_name(v), v) for v in list(model.variables)]
     seen = {id(v) for _, _, v in out}
     for v in flavour.optimizer_variables(flavour.optimizer_of(model)):
@@ -50,7 +54,21 @@ def variables(model: Any) -> list[tuple[str, str, Any]]:
         if id(v) not in seen:
             out.append(("rng", flavour.variable_name(v), v))
             seen.add(id(v))
+    for v in state:
+        inner = getattr(v, "value", None)
+        if id(v) not in seen and (inner is None or callable(inner) or id(inner) not in seen):
+            out.append(("state", flavour.variable_name(v), v))
+            seen.add(id(v))
     return out
+
+
+def state_digest(arrays: list) -> str:
+    """sha256 over saved arrays in order: what a restore is checked against."""
+    h = hashlib.sha256()
+    for arr in arrays:
+        h.update(f"{arr.dtype.str}|{arr.shape}\n".encode())
+        h.update(memoryview(arr.tobytes()))
+    return h.hexdigest()
 
 
 def _global_rng_variables(model: Any) -> list:
@@ -81,8 +99,14 @@ def weights_digest(model: Any) -> str:
     return h.hexdigest()
 
 
-def save(model: Any, directory: str, *, epoch: int, global_step: int, extra: dict) -> str:
-    """Write the checkpoint taken after `epoch`; returns its directory."""
+def save(model: Any, directory: str, *, epoch: int, global_step: int, extra: dict,
+         state: "list | tuple" = (), callbacks: "tuple[dict, dict] | None" = None) -> str:
+    """Write the checkpoint taken after `epoch`; returns its directory.
+
+    `callbacks` is `(values, arrays)` from `cbstate.save`: the other callbacks' state.
+    """
+    from mlrepro._keras import cbstate
+
     import numpy as np
 
     os.makedirs(directory, exist_ok=True)
@@ -91,17 +115,21 @@ def save(model: Any, directory: str, *, epoch: int, global_step: int, extra: dic
     try:
         arrays = {}
         listing = []
-        for i, (group, vname, var) in enumerate(variables(model)):
+        for i, (group, vname, var) in enumerate(variables(model, state)):
             arr = _to_numpy(var)
             arrays[f"v{i:05d}"] = arr
             listing.append({"group": group, "name": vname, "shape": list(arr.shape),
                             "dtype": arr.dtype.str})
+        digest = state_digest(list(arrays.values()))
+        cb_values, cb_arrays = callbacks or ({}, {})
+        arrays.update(cb_arrays)
         np_state = np.random.get_state()
         arrays["numpy_random_keys"] = np.asarray(np_state[1])
         meta = {
             "format": FORMAT, "epoch": int(epoch), "global_step": int(global_step),
             "created": time.time(), "variables": listing,
-            "weights_digest": weights_digest(model),
+            "weights_digest": weights_digest(model), "state_digest": digest,
+            "callbacks": cb_values, "callbacks_digest": cbstate.digest(cb_values, cb_arrays),
             "numpy_random": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
             "python_random": _python_state(),
             **extra,
@@ -149,25 +177,32 @@ def read_meta(path: str) -> dict:
         return json.load(fh)
 
 
-def restore(model: Any, path: str) -> dict:
+def restore(model: Any, path: str, state: "list | tuple" = ()) -> dict:
     """Assign the checkpoint at `path` to the model, optimizer and RNGs; returns its meta.
 
-    Raises CheckpointMismatch (and assigns nothing) when the variables do not fit.
+    The meta's `verified` says whether the variables read back after the restore
+    hash to the digest the checkpoint stored; `callback_arrays` holds the other
+    callbacks' saved arrays (for `cbstate.restore`). Raises CheckpointMismatch (and
+    assigns nothing) when the variables do not fit.
     """
     import numpy as np
 
     meta = read_meta(path)
     flavour.build_optimizer(model)
-    targets = variables(model)
+    targets = variables(model, state)
     listing = meta.get("variables") or []
     with np.load(os.path.join(path, STATE_FILE), allow_pickle=False) as data:
         arrays = [data[f"v{i:05d}"] for i in range(len(listing))]
         keys = data["numpy_random_keys"] if "numpy_random_keys" in data.files else None
+        meta["callback_arrays"] = {k: data[k] for k in data.files if k.startswith("cb|")}
     problems = _mismatches(targets, listing, arrays)
     if problems:
         raise CheckpointMismatch("; ".join(problems[:3]))
     for (_group, _name, var), arr in zip(targets, arrays):
         var.assign(arr)
+    if meta.get("state_digest"):
+        meta["verified"] = state_digest([_to_numpy(v) for _, _, v in targets]) == \
+            meta["state_digest"]
     if keys is not None and meta.get("numpy_random"):
         algo, pos, has_gauss, cached = meta["numpy_random"]
         np.random.set_state((algo, keys, pos, has_gauss, cached))

@@ -1,0 +1,106 @@
+"""What one `fit` adds to its checkpoints beyond the model, and the checks of the resume claim.
+
+`ReproCallback` predicts in `on_train_begin` whether a resume will be exact
+(`exactness.judge`). This module holds what that prediction rests on and checks
+it while training runs:
+
+- the random state found in the input pipeline and the model (generator and
+  SeedGenerator variables), saved in every checkpoint and restored;
+- the other callbacks' state (`cbstate`), restored at the first `on_epoch_begin`
+  and checked against the digest the checkpoint stored;
+- at every checkpoint and at the end: whether an unknown callback changed, and
+  whether the train function Keras actually traced draws from stateful random
+  ops. A prediction that no longer holds turns `resume.exact` false, with the
+  reason, and `resume.check.held` says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlrepro._keras import cbstate, modelscan, order, pipeline
+
+RESUME_SECTION = "resume"
+
+
+class ResumeState:
+    """The resume facts of one `fit`, from `on_train_begin` to `on_train_end`."""
+
+    def __init__(self) -> None:
+        self.scan: modelscan.ModelScan | None = None
+        self.callbacks: list = []
+        self.pipeline_variables: list = []
+        self.pending: dict | None = None      # a restored checkpoint's callback state
+        self.watched: dict | None = None
+        self.train_function_checked = False
+        self.problems: list[str] = []
+
+    @property
+    def variables(self) -> list:
+        return list(self.pipeline_variables) + list(self.scan.variables if self.scan else [])
+
+    def prepare(self, model: Any, fit: Any) -> None:
+        """Find the random state to checkpoint and the callbacks beside ours."""
+        callback_list = getattr(fit, "callback_list", None)
+        self.callbacks = list(getattr(callback_list, "callbacks", None) or [])
+        x = getattr(fit, "x", None)
+        if pipeline.is_dataset(x):
+            try:
+                self.pipeline_variables = [v for v in pipeline.state_variables(x)
+                                           if not order.is_epoch_variable(v)]
+            except Exception:  # noqa: BLE001 - exactness then says the state was not found
+                self.pipeline_variables = []
+        self.scan = modelscan.scan(model, x)
+
+    def checkpoint_extras(self) -> dict:
+        """Keyword arguments for `checkpoint.save`."""
+        return {"state": self.variables, "callbacks": cbstate.save(self.callbacks)}
+
+    def begin_epoch(self, run: Any) -> None:
+        """First epoch of this attempt: put callback state back, then start watching."""
+        if self.pending is not None:
+            meta, self.pending = self.pending, None
+            values = meta.get("callbacks") or {}
+            arrays = meta.get("callback_arrays") or {}
+            restored = cbstate.restore(self.callbacks, values, arrays)
+            now = cbstate.save(self.callbacks)
+            verified = cbstate.digest(*now) == meta.get("callbacks_digest") \
+                if meta.get("callbacks_digest") else None
+            current = dict((run.section(RESUME_SECTION) or {}).get("restored") or {})
+            current.update(callbacks=restored, callbacks_verified=verified)
+            run.update_section(RESUME_SECTION, restored=current)
+            if verified is False:
+                self._fail(run, "the restored callback state does not match the digest "
+                                "the checkpoint stored")
+        if self.watched is None:
+            self.watched = cbstate.watch(self.callbacks)
+
+    def check(self, run: Any, model: Any, where: str) -> None:
+        """Whether the prediction still holds; records `resume.check`."""
+        found = []
+        if self.watched is not None:
+            found.extend(cbstate.changed(self.watched, self.callbacks))
+        if not self.train_function_checked:
+            random_ops = modelscan.scan_train_function(model)
+            if random_ops is not None:
+                self.train_function_checked = True
+                known = set(self.scan.random if self.scan else [])
+                new = [op for op in random_ops if op not in known]
+                if new:
+                    found.append("the train function Keras traced draws from stateful random "
+                                 f"ops ({'; '.join(new[:5])}) whose position lives in the "
+                                 "process: a restarted process starts them again")
+        for reason in found:
+            self._fail(run, reason)
+        run.update_section(RESUME_SECTION, check={"held": not self.problems, "at": where,
+                                                  "problems": list(self.problems)})
+
+    def _fail(self, run: Any, reason: str) -> None:
+        if reason in self.problems:
+            return
+        self.problems.append(reason)
+        section = dict(run.section(RESUME_SECTION) or {})
+        reasons = list(section.get("reasons") or [])
+        if reason not in reasons:
+            reasons.append(reason)
+        run.update_section(RESUME_SECTION, exact=False, reasons=reasons)
