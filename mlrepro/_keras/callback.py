@@ -166,6 +166,7 @@ class ReproCallback(_Base):
         self._temp_dirs: list[str] = []
         self._failures: dict[str, int] = {}
         self._resume = _resumestate.ResumeState()
+        self._pending_checkpoint: tuple | None = None   # (epoch, step, random state)
 
     # -- Keras hooks --------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
@@ -178,6 +179,7 @@ class ReproCallback(_Base):
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.run is not None and self._ckpt_dir is not None:
+            self._write_pending_checkpoint()
             self._stage_epoch("resume state", lambda: self._resume.begin_epoch(self.run))
         self._epoch = epoch
         self._batch = -1
@@ -328,7 +330,7 @@ class ReproCallback(_Base):
                     "weights_digest": meta.get("weights_digest"),
                     "from_run": meta.get("run_id"), "attempt": self.run.attempt,
                     "verified": meta.get("verified")}
-        self._resume.pending = meta
+        self._resume.pending = dict(meta, path=path)
         self.run.event("restored", **restored)
         return restored
 
@@ -454,7 +456,11 @@ class ReproCallback(_Base):
             run.after_writes(lambda: tb.scalars(points))
         if self._ckpt_dir is not None and self._writes and \
                 (epoch + 1) % self._checkpoint_every == 0:
-            self._stage_epoch("checkpoint", lambda: self._save_checkpoint(epoch, step))
+            # Written when every callback's on_epoch_end has run (ours runs first, before
+            # EarlyStopping counts or ReduceLROnPlateau lowers the rate): at the next
+            # on_epoch_begin or at the end. Random state is read now, before tf_keras makes
+            # the next epoch's iterator.
+            self._pending_checkpoint = (epoch, step, self._resume.read_state(self.model))
         _order.set_epoch(epoch + 1)
         run.write_soon()
 
@@ -464,12 +470,17 @@ class ReproCallback(_Base):
         except Exception as exc:  # noqa: BLE001
             self._hook_failed(f"on_epoch_end ({what})", exc)
 
-    def _save_checkpoint(self, epoch: int, step: int) -> None:
+    def _write_pending_checkpoint(self) -> None:
+        pending, self._pending_checkpoint = self._pending_checkpoint, None
+        if pending is not None:
+            self._stage_epoch("checkpoint", lambda: self._save_checkpoint(*pending))
+
+    def _save_checkpoint(self, epoch: int, step: int, state_arrays: list) -> None:
         run = self.run
         path = _ckpt.save(self.model, self._ckpt_dir, epoch=epoch, global_step=step,
                           extra={"run_id": run.id, "attempt": run.attempt,
                                  "project": self.project},
-                          **self._resume.checkpoint_extras())
+                          **self._resume.checkpoint_extras(state_arrays))
         self._resume.check(run, self.model, f"epoch {epoch}")
         run.log_artifact(path, name=f"checkpoints/epoch-{epoch + 1:05d}",
                          meta={"epoch": epoch, "global_step": step})
@@ -485,6 +496,7 @@ class ReproCallback(_Base):
         run = self.run
         if run is None:
             return
+        self._write_pending_checkpoint()
         if self._writes and self._formats and self._last_epoch is not None:
             self._stage_end("export", self._export_model)
         if self._tb_writer is not None:

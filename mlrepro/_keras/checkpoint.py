@@ -50,6 +50,12 @@ def variables(model: Any, state: "list | tuple" = ()) -> list[tuple[str, str, An
         if id(v) not in seen:
             out.append(("optimizer", flavour.variable_name(v), v))
             seen.add(id(v))
+    # tf_keras keeps the learning rate in a variable outside `optimizer.variables`;
+    # ReduceLROnPlateau lowers it, so it is training state.
+    rate = getattr(flavour.optimizer_of(model), "_learning_rate", None)
+    if rate is not None and hasattr(rate, "assign") and id(rate) not in seen:
+        out.append(("optimizer", flavour.variable_name(rate), rate))
+        seen.add(id(rate))
     for v in _global_rng_variables(model):
         if id(v) not in seen:
             out.append(("rng", flavour.variable_name(v), v))
@@ -84,7 +90,7 @@ def _global_rng_variables(model: Any) -> list:
         return []
 
 
-def _to_numpy(v: Any):
+def to_numpy(v: Any):
     import numpy as np
 
     value = v.numpy() if hasattr(v, "numpy") else v.value
@@ -100,9 +106,12 @@ def weights_digest(model: Any) -> str:
 
 
 def save(model: Any, directory: str, *, epoch: int, global_step: int, extra: dict,
-         state: "list | tuple" = (), callbacks: "tuple[dict, dict] | None" = None) -> str:
+         state: "list | tuple" = (), state_arrays: "list | None" = None,
+         callbacks: "tuple[dict, dict] | None" = None) -> str:
     """Write the checkpoint taken after `epoch`; returns its directory.
 
+    `state_arrays`, when given, are the values of the `state` variables read earlier
+    (at the epoch end, before the next epoch's iterator could draw from them).
     `callbacks` is `(values, arrays)` from `cbstate.save`: the other callbacks' state.
     """
     from mlrepro._keras import cbstate
@@ -115,8 +124,9 @@ def save(model: Any, directory: str, *, epoch: int, global_step: int, extra: dic
     try:
         arrays = {}
         listing = []
+        early = iter(state_arrays) if state_arrays is not None else None
         for i, (group, vname, var) in enumerate(variables(model, state)):
-            arr = _to_numpy(var)
+            arr = next(early) if early is not None and group == "state" else to_numpy(var)
             arrays[f"v{i:05d}"] = arr
             listing.append({"group": group, "name": vname, "shape": list(arr.shape),
                             "dtype": arr.dtype.str})
@@ -201,7 +211,7 @@ def restore(model: Any, path: str, state: "list | tuple" = ()) -> dict:
     for (_group, _name, var), arr in zip(targets, arrays):
         var.assign(arr)
     if meta.get("state_digest"):
-        meta["verified"] = state_digest([_to_numpy(v) for _, _, v in targets]) == \
+        meta["verified"] = state_digest([to_numpy(v) for _, _, v in targets]) == \
             meta["state_digest"]
     if keys is not None and meta.get("numpy_random"):
         algo, pos, has_gauss, cached = meta["numpy_random"]
@@ -248,3 +258,4 @@ def remove_all(directory: str) -> None:
                 shutil.rmtree(os.path.join(directory, n), ignore_errors=True)
     except OSError:
         pass
+

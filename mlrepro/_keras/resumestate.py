@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlrepro._keras import cbstate, modelscan, order, pipeline
+from mlrepro._keras import cbstate, checkpoint, modelscan, order, pipeline
 
 RESUME_SECTION = "resume"
 
@@ -52,28 +52,38 @@ class ResumeState:
                 self.pipeline_variables = []
         self.scan = modelscan.scan(model, x)
 
-    def checkpoint_extras(self) -> dict:
+    def read_state(self, model: Any) -> list:
+        """The random-state variables' values now (at an epoch end), as saved."""
+        return [checkpoint.to_numpy(v) for group, _, v in checkpoint.variables(
+            model, self.variables) if group == "state"]
+
+    def checkpoint_extras(self, state_arrays: list | None = None) -> dict:
         """Keyword arguments for `checkpoint.save`."""
-        return {"state": self.variables, "callbacks": cbstate.save(self.callbacks)}
+        return {"state": self.variables, "state_arrays": state_arrays,
+                "callbacks": cbstate.save(self.callbacks)}
 
     def begin_epoch(self, run: Any) -> None:
-        """First epoch of this attempt: put callback state back, then start watching."""
+        """On the first epoch of a resumed attempt put the callbacks' state back (their
+        own on_train_begin reset it), then start watching the unknown ones."""
         if self.pending is not None:
             meta, self.pending = self.pending, None
-            values = meta.get("callbacks") or {}
-            arrays = meta.get("callback_arrays") or {}
-            restored = cbstate.restore(self.callbacks, values, arrays)
-            now = cbstate.save(self.callbacks)
-            verified = cbstate.digest(*now) == meta.get("callbacks_digest") \
-                if meta.get("callbacks_digest") else None
-            current = dict((run.section(RESUME_SECTION) or {}).get("restored") or {})
-            current.update(callbacks=restored, callbacks_verified=verified)
-            run.update_section(RESUME_SECTION, restored=current)
-            if verified is False:
-                self._fail(run, "the restored callback state does not match the digest "
-                                "the checkpoint stored")
+            self._restore_callbacks(run, meta)
         if self.watched is None:
             self.watched = cbstate.watch(self.callbacks)
+
+    def _restore_callbacks(self, run: Any, meta: dict) -> None:
+        values = meta.get("callbacks") or {}
+        arrays = meta.get("callback_arrays") or {}
+        expected = meta.get("callbacks_digest")
+        restored = cbstate.restore(self.callbacks, values, arrays)
+        now = cbstate.save(self.callbacks)
+        verified = cbstate.digest(*now) == expected if expected else None
+        current = dict((run.section(RESUME_SECTION) or {}).get("restored") or {})
+        current.update(callbacks=restored, callbacks_verified=verified)
+        run.update_section(RESUME_SECTION, restored=current)
+        if verified is False:
+            self._fail(run, "the restored callback state does not match the digest the "
+                            "checkpoint stored")
 
     def check(self, run: Any, model: Any, where: str) -> None:
         """Whether the prediction still holds; records `resume.check`."""

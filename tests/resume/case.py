@@ -125,7 +125,7 @@ def train(argv):
         extra_callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="loss", patience=1,
                                                                  min_delta=10.0, factor=0.5))
     elif case == "tf_keras_reduce_lr":
-        fit["x"] = mlrepro.keras.deterministic_dataset(x, y, batch_size=BATCH, seed=11)
+        fit["x"] = fixed.batch(BATCH)
         extra_callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="loss", patience=1,
                                                                  min_delta=10.0, factor=0.5))
     else:
