@@ -20,6 +20,7 @@ STATEFUL_RANDOM = ("RandomUniform", "RandomUniformInt", "RandomStandardNormal",
                    "TruncatedNormal", "Multinomial", "RandomGamma", "RandomPoisson",
                    "RandomPoissonV2", "RandomShuffle", "RandomCrop", "ParameterizedTruncatedNormal")
 MAX_FINDINGS = 10
+SHIPPED = ("keras", "tf_keras")
 
 
 @dataclass
@@ -43,12 +44,34 @@ def input_signature(x: Any) -> Any:
         lambda a: tf.TensorSpec((None,) + tuple(a.shape[1:]), tf.as_dtype(a.dtype)), x)
 
 
+def own_code(model: Any) -> list[str]:
+    """Classes of the model and its layers whose `call` is the user's, not Keras' own.
+
+    Keras' shipped layers draw through SeedGenerators (Keras 3) or are checked by
+    name (tf_keras); only code Keras did not ship needs the trace, which costs
+    seconds for a large model.
+    """
+    from mlrepro._keras.params import all_layers
+
+    out = []
+    for obj in [model] + list(all_layers(model)):
+        for klass in type(obj).__mro__:
+            if "call" in vars(klass):
+                if klass.__module__.split(".")[0] not in SHIPPED:
+                    out.append(klass.__name__)
+                break
+    return sorted(set(out))
+
+
 def scan(model: Any, x: Any) -> ModelScan:
-    """Trace the forward pass once; never raises (an error is recorded)."""
+    """Trace the forward pass once when the model runs code of the user's; never raises
+    (an error is recorded)."""
     out = ModelScan()
     desc = flavour.describe(model)
     if desc.get("backend") != "tensorflow" or x is None:
         out.error = "not traced (only the TensorFlow backend is scanned)"
+        return out
+    if not own_code(model):
         return out
     try:
         import tensorflow as tf
@@ -88,12 +111,10 @@ def _layer_of(node_name: str) -> str:
 
 def scan_train_function(model: Any) -> "list[str] | None":
     """Stateful random ops in the train function(s) Keras traced; None before any trace."""
-    function = getattr(model, "train_function", None)
-    lister = getattr(function, "_list_all_concrete_functions", None)
-    if lister is None:
-        return None
+    concretes = []
     try:
-        concretes = list(lister())
+        for function in _traced_functions(getattr(model, "train_function", None)):
+            concretes.extend(function._list_all_concrete_functions())
     except Exception:  # noqa: BLE001
         return None
     if not concretes:
@@ -106,3 +127,21 @@ def scan_train_function(model: Any) -> "list[str] | None":
             nodes.extend(f.node_def)
         found.update(f"{n.op} ({_layer_of(n.name)})" for n in nodes if n.op in STATEFUL_RANDOM)
     return sorted(found)
+
+
+def _traced_functions(function: Any, depth: int = 0) -> list:
+    """The `tf.function`s behind Keras' train function: itself (tf_keras) or the ones its
+    Python wrapper closes over (Keras 3)."""
+    if function is None or depth > 2:
+        return []
+    if hasattr(function, "_list_all_concrete_functions"):
+        return [function]
+    out = []
+    for cell in getattr(function, "__closure__", None) or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:
+            continue
+        if callable(value):
+            out.extend(_traced_functions(value, depth + 1))
+    return out

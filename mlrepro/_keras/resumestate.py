@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlrepro._keras import cbstate, checkpoint, modelscan, order, pipeline
+from mlrepro._keras import cbstate, checkpoint, facts, flavour, modelscan, order, pipeline
 
 RESUME_SECTION = "resume"
 
@@ -34,6 +34,7 @@ class ResumeState:
         self.watched: dict | None = None
         self.train_function_checked = False
         self.problems: list[str] = []
+        self.legacy_rng = False
 
     @property
     def variables(self) -> list:
@@ -51,6 +52,8 @@ class ResumeState:
             except Exception:  # noqa: BLE001 - exactness then says the state was not found
                 self.pipeline_variables = []
         self.scan = modelscan.scan(model, x)
+        self.legacy_rng = bool(facts.legacy_rng_layers(model)) \
+            if flavour.of_model(model) == flavour.TF_KERAS else False
 
     def read_state(self, model: Any) -> list:
         """The random-state variables' values now (at an epoch end), as saved."""
@@ -94,8 +97,10 @@ class ResumeState:
             random_ops = modelscan.scan_train_function(model)
             if random_ops is not None:
                 self.train_function_checked = True
-                known = set(self.scan.random if self.scan else [])
-                new = [op for op in random_ops if op not in known]
+                known = {f.split(" ")[0] for f in (self.scan.random if self.scan else [])}
+                if self.legacy_rng:  # tf_keras' legacy Dropout: already a reason
+                    known.add("RandomUniform")
+                new = [f for f in random_ops if f.split(" ")[0] not in known]
                 if new:
                     found.append("the train function Keras traced draws from stateful random "
                                  f"ops ({'; '.join(new[:5])}) whose position lives in the "
