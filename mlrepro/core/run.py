@@ -157,6 +157,7 @@ class Run:
         """A new run: claim an id and lay out its manifest."""
         self.id = run_id or self._claim_id()
         self.attempt = 0
+        self._prior_summary: dict = {}   # metric summaries of earlier attempts (none)
         self.manifest = record.new_manifest(self.id, self.project, name, started=time.time(),
                                             host=self.host, pid=self.pid)
         self.manifest["params"] = redact(jsonable(dict(params or {})))
@@ -480,7 +481,7 @@ class Run:
         if writer is not None:
             summary = writer.summary_json()
             if summary:
-                prior = getattr(self, "_prior_summary", None) or {}
+                prior = self._prior_summary
                 manifest["metrics_summary"] = {
                     **manifest.get("metrics_summary", {}),
                     **{name: _combine_summary(prior.get(name), s) for name, s in summary.items()}}

@@ -65,7 +65,6 @@ def train(argv):
     y = rng.integers(0, 3, size=N)
     case = args.case
 
-
     class Noisy(keras.layers.Layer):
         """A layer adding noise with tf.random.normal in call (a stateful random op)."""
 
@@ -74,10 +73,23 @@ def train(argv):
                 return inputs + tf.random.normal(tf.shape(inputs), stddev=0.1)
             return inputs
 
+    class GeneratorNoise(keras.layers.Layer):
+        """A layer adding noise from a tf.random.Generator it keeps (state in a variable)."""
+
+        def __init__(self):
+            super().__init__()
+            self.generator = tf.random.Generator.from_seed(13)
+
+        def call(self, inputs, training=None):
+            if training:
+                return inputs + self.generator.normal(tf.shape(inputs), stddev=0.1)
+            return inputs
 
     head = []
     if case == "layer_random_normal":
         head = [Noisy()]
+    elif case == "layer_generator":
+        head = [GeneratorNoise()]
     elif case == "preprocessing_in_model":
         head = [keras.layers.RandomFlip("horizontal"), keras.layers.RandomTranslation(0.1, 0.1)]
     model = keras.Sequential([
@@ -114,7 +126,8 @@ def train(argv):
         fit["x"] = fixed.map(lambda a, b: (tf.image.random_flip_left_right(a), b)).batch(BATCH)
     elif case == "numpy_validation_split":
         fit.update(x=x, y=y, batch_size=BATCH, validation_split=0.25)
-    elif case in ("layer_random_normal", "preprocessing_in_model", "lr_schedule", "two_kills"):
+    elif case in ("layer_random_normal", "layer_generator", "preprocessing_in_model",
+                  "lr_schedule", "two_kills"):
         fit.update(x=x, y=y, batch_size=BATCH)
     elif case == "early_stopping":     # stops when patience runs out: 3 epochs, not 4
         fit.update(x=x, y=y, batch_size=BATCH)
@@ -133,7 +146,6 @@ def train(argv):
 
     KILL = {}  # the kill switch keeps its state here, not on itself (no callback state)
 
-
     class KillSwitch(keras.callbacks.Callback):
         """Stop dead in the middle of an epoch so the test can SIGKILL this process."""
 
@@ -147,7 +159,6 @@ def train(argv):
                     fh.write(str(os.getpid()))
                 while True:
                     time.sleep(1)
-
 
     callbacks = ([callback] if callback else []) + extra_callbacks
     if args.kill_at:

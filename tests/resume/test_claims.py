@@ -34,7 +34,8 @@ def _facts(**kw) -> exactness.Facts:
 
 def test_every_reason_is_named_not_only_the_first():
     verdict = exactness.judge(_facts(
-        reshuffles=True, unseeded_shuffle=True, python_ops=True, random_ops=["RandomUniform in MapDataset"],
+        reshuffles=True, unseeded_shuffle=True, python_ops=True,
+        random_ops=["RandomUniform in MapDataset"],
         pipeline_writes=["RngReadAndSkip in ParallelMapDatasetV2"], parallel_writes=True,
         model_random=["RandomStandardNormal (layer sequential/noisy)"]))
     text = " | ".join(verdict["reasons"])
@@ -79,7 +80,8 @@ def test_pipelines_with_random_state_are_fingerprinted_by_structure_and_left_unt
         "AssignVariableOp": _slices().batch(8).map(lambda a, b: (flip(a), b)),
         "RandomUniform": _slices().map(
             lambda a, b: (tf.image.random_flip_left_right(a), b)).batch(8),
-        "Python": tf.data.Dataset.from_generator(lambda: iter([1, 2]), output_signature=tf.TensorSpec((), tf.int32)),
+        "Python": tf.data.Dataset.from_generator(
+            lambda: iter([1, 2]), output_signature=tf.TensorSpec((), tf.int32)),
     }
     for op, ds in cases.items():
         before = gen.state.numpy().copy(), flip._seed_generators[0].state.numpy().copy()

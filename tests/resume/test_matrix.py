@@ -39,6 +39,7 @@ MATRIX = {
     "generator_map": None,
     "random_flip_map": None,
     "layer_random_normal": "RandomStandardNormal",
+    "layer_generator": None,
     "early_stopping": None,
     "reduce_lr": None,
     "reshuffle_random": "reshuffles each iteration",
