@@ -180,7 +180,8 @@ class ReproCallback(_Base):
     def on_epoch_begin(self, epoch, logs=None):
         if self.run is not None and self._ckpt_dir is not None:
             self._write_pending_checkpoint()
-            self._stage_epoch("resume state", lambda: self._resume.begin_epoch(self.run))
+            self._stage_epoch("resume state",
+                              lambda: self._resume.begin_epoch(self.run, self.model, epoch))
         self._epoch = epoch
         self._batch = -1
         self._t_train_end = None

@@ -148,8 +148,9 @@ def notes(callbacks: list) -> list[str]:
             out.append("CSVLogger(append=False) rewrites its file in a restarted process "
                        "(the weights are not affected): pass append=True to keep every row")
         if name == "BackupAndRestore":
-            out.append("BackupAndRestore restores its own backup as well; both are taken "
-                       "at epoch ends, so they agree")
+            out.append("BackupAndRestore loads its own backup too, after mlrepro's restore: "
+                       "at the first epoch mlrepro checks that the state is still its "
+                       "checkpoint's and assigns it again if not")
     return out
 
 

@@ -65,14 +65,41 @@ class ResumeState:
         return {"state": self.variables, "state_arrays": state_arrays,
                 "callbacks": cbstate.save(self.callbacks)}
 
-    def begin_epoch(self, run: Any) -> None:
+    def begin_epoch(self, run: Any, model: Any, epoch: int) -> None:
         """On the first epoch of a resumed attempt put the callbacks' state back (their
-        own on_train_begin reset it), then start watching the unknown ones."""
+        own on_train_begin reset it), check that no other callback's restore overwrote
+        ours, then start watching the unknown ones."""
         if self.pending is not None:
             meta, self.pending = self.pending, None
             self._restore_callbacks(run, meta)
+            self._recheck_variables(run, model, meta, epoch)
         if self.watched is None:
             self.watched = cbstate.watch(self.callbacks)
+
+    def _recheck_variables(self, run: Any, model: Any, meta: dict, epoch: int) -> None:
+        """A callback after ours (BackupAndRestore) may load its own backup in its
+        on_train_begin, which resets the SeedGenerator states: assign ours again."""
+        if epoch != int(meta["epoch"]) + 1:
+            self._fail(run, f"another callback moved the start to epoch {epoch} after "
+                            f"mlrepro restored the checkpoint of epoch {meta['epoch']} (a "
+                            "BackupAndRestore backup newer than it?), so the state is not "
+                            "that checkpoint's: use one of the two")
+            return
+        if not meta.get("state_digest"):
+            return
+        targets = checkpoint.variables(model, self.variables)
+        now = checkpoint.state_digest([checkpoint.to_numpy(v) for _, _, v in targets])
+        if now == meta["state_digest"]:
+            return
+        again = checkpoint.restore(model, meta["path"], self.variables)
+        current = dict((run.section(RESUME_SECTION) or {}).get("restored") or {})
+        current.update(reassigned="another callback changed the restored state before the "
+                                  "first epoch; mlrepro assigned its checkpoint again",
+                       verified=again.get("verified"))
+        run.update_section(RESUME_SECTION, restored=current)
+        if again.get("verified") is False:
+            self._fail(run, "the restored state does not match the digest the checkpoint "
+                            "stored")
 
     def _restore_callbacks(self, run: Any, meta: dict) -> None:
         values = meta.get("callbacks") or {}

@@ -137,6 +137,17 @@ def train(argv):
         fit.update(x=x, y=y, batch_size=BATCH)
         extra_callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="loss", patience=1,
                                                                  min_delta=10.0, factor=0.5))
+    elif case == "shipped_callbacks":  # the rest of what Keras ships, side by side
+        fit.update(x=x, y=y, batch_size=BATCH, validation_split=0.25)
+        here = os.path.dirname(os.path.abspath(args.out))
+        extra_callbacks += [
+            keras.callbacks.ModelCheckpoint(os.path.join(here, "best.keras"),
+                                            save_best_only=True),
+            keras.callbacks.LearningRateScheduler(lambda epoch, rate: rate * 0.9),
+            keras.callbacks.TerminateOnNaN(),
+            keras.callbacks.CSVLogger(os.path.join(here, "log.csv"), append=True),
+            keras.callbacks.BackupAndRestore(os.path.join(here, "backup")),
+        ]
     elif case == "tf_keras_reduce_lr":
         fit["x"] = fixed.batch(BATCH)
         extra_callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="loss", patience=1,

@@ -48,6 +48,7 @@ MATRIX = {
     "lr_schedule": None,
     "preprocessing_in_model": None,
     "two_kills": None,
+    "shipped_callbacks": None,
 }
 LEGACY_MATRIX = {"tf_keras_reduce_lr": None}
 TIMEOUT = 300
