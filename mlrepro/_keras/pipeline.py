@@ -5,6 +5,14 @@ inside `interleave`/`flat_map` functions, and `list_files` results), and the ops
 that make its order random or stateful. Knowing both tells the data fingerprint
 which files to digest, and the resume check whether a restarted process will see
 the same order.
+
+Random state that lives in a variable is invisible to a list of op names: a
+`tf.random.Generator` in `map` is `RngReadAndSkip` + stateless ops, a Keras
+`RandomFlip` stateless ops fed by a variable it writes. So every op inside the
+dataset's functions that the op registry marks stateful is looked at, and the
+variables those functions capture are found (`state_variables`): reading batches
+of such a pipeline would advance that state and change the user's training, and
+the checkpoint saves it.
 """
 
 from __future__ import annotations
@@ -13,6 +21,8 @@ import glob
 import os
 from dataclasses import dataclass, field
 from typing import Any
+
+from mlrepro._keras import order
 
 MAX_STRINGS = 20_000
 # Ops whose output differs between two iterations of the same pipeline, or that
@@ -136,8 +146,6 @@ def analyze(dataset: Any) -> Pipeline:
         captured = state_variables(dataset)
     except Exception:  # noqa: BLE001 - a dataset type we cannot walk: assume the worst
         captured, out.foreign_variables = [], True
-    from mlrepro._keras import order
-
     out.variables = sorted({_variable_label(v) for v in captured})
     out.foreign_variables = out.foreign_variables or any(
         not order.is_epoch_variable(v) for v in captured)
