@@ -40,7 +40,7 @@ from mlrepro._keras import order as _order
 from mlrepro._keras import params as _params
 from mlrepro._keras import pipeline as _pipeline
 from mlrepro._keras import runfile as _runfile
-from mlrepro._keras import resumestate as _resumestate  # after runfile: merges cleanly
+from mlrepro._keras import resumestate as _resumestate
 from mlrepro._keras import seeding as _seeding
 from mlrepro._keras import tensorboard as _tb
 from mlrepro._keras.order import deterministic_dataset
