@@ -42,6 +42,7 @@ from mlrepro._keras import params as _params
 from mlrepro._keras import pipeline as _pipeline
 from mlrepro._keras import reproduction as _reproduction
 from mlrepro._keras import runfile as _runfile
+from mlrepro._keras import resumestate as _resumestate
 from mlrepro._keras import seeding as _seeding
 from mlrepro._keras import tensorboard as _tb
 from mlrepro._keras.order import deterministic_dataset
@@ -167,6 +168,8 @@ class ReproCallback(_Base):
         self._last_epoch: int | None = None
         self._temp_dirs: list[str] = []
         self._failures: dict[str, int] = {}
+        self._resume = _resumestate.ResumeState()
+        self._pending_checkpoint: tuple | None = None   # (epoch, step, random state)
 
     # -- Keras hooks --------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
@@ -178,6 +181,10 @@ class ReproCallback(_Base):
             self._hook_failed("on_train_begin", exc)
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self.run is not None and self._ckpt_dir is not None:
+            self._write_pending_checkpoint()
+            self._stage_epoch("resume state",
+                              lambda: self._resume.begin_epoch(self.run, self.model, epoch))
         self._epoch = epoch
         self._batch = -1
         self._t_train_end = None
@@ -278,6 +285,7 @@ class ReproCallback(_Base):
             if self._writes:
                 self._stage("run file", lambda: self._write_runfile(_runfile.RUNNING))
             self._stage("optimizer build", lambda: _flavour.build_optimizer(model))
+            self._stage("random state", lambda: self._resume.prepare(model, fit))
             if resumable:
                 restored = self._stage("restore", lambda: self._restore(model))
         initial = (restored or {}).get("next_epoch", int(fit.arguments.get("initial_epoch") or 0))
@@ -318,7 +326,7 @@ class ReproCallback(_Base):
         if path is None:
             return None
         try:
-            meta = _ckpt.restore(model, path)
+            meta = _ckpt.restore(model, path, self._resume.variables)
         except _ckpt.CheckpointMismatch as exc:
             self._hook_failed("restore", RuntimeError(
                 f"checkpoint {path} does not fit this model ({exc}); training starts afresh"))
@@ -330,7 +338,9 @@ class ReproCallback(_Base):
         restored = {"checkpoint": os.path.basename(path), "epoch": epoch,
                     "next_epoch": epoch + 1, "global_step": self._step0,
                     "weights_digest": meta.get("weights_digest"),
-                    "from_run": meta.get("run_id"), "attempt": self.run.attempt}
+                    "from_run": meta.get("run_id"), "attempt": self.run.attempt,
+                    "verified": meta.get("verified")}
+        self._resume.pending = dict(meta, path=path)
         self.run.event("restored", **restored)
         return restored
 
@@ -396,13 +406,19 @@ class ReproCallback(_Base):
 
     def _record_resume(self, model: Any, fit: _fitargs.FitCall, pipes: dict,
                        restored: dict | None) -> None:
-        facts = _facts.gather(model, fit, pipes, self._seed_record)
+        facts = _facts.gather(model, fit, pipes, self._seed_record, scan=self._resume.scan,
+                              callbacks=self._resume.callbacks,
+                              pipeline_state=len(self._resume.pipeline_variables))
         verdict = _exactness.judge(facts)
         verdict.update(checkpoint_dir=self._ckpt_dir,
                        checkpoint_every=self._checkpoint_every if self._ckpt_dir else None,
                        restored=restored, attempt=self.run.attempt)
         if self._ckpt_dir is None:
             verdict["reasons"] = list(verdict["reasons"]) + ["checkpoints are off"]
+            verdict["exact"] = False
+        if restored and restored.get("verified") is False:
+            verdict["reasons"] = list(verdict["reasons"]) + [
+                "the restored state does not match the digest the checkpoint stored"]
             verdict["exact"] = False
         self.run.set_section(RESUME_SECTION, verdict)
 
@@ -450,7 +466,11 @@ class ReproCallback(_Base):
             run.after_writes(lambda: tb.scalars(points))
         if self._ckpt_dir is not None and self._writes and \
                 (epoch + 1) % self._checkpoint_every == 0:
-            self._stage_epoch("checkpoint", lambda: self._save_checkpoint(epoch, step))
+            # Written when every callback's on_epoch_end has run (ours runs first, before
+            # EarlyStopping counts or ReduceLROnPlateau lowers the rate): at the next
+            # on_epoch_begin or at the end. Random state is read now, before tf_keras makes
+            # the next epoch's iterator.
+            self._pending_checkpoint = (epoch, step, self._resume.read_state(self.model))
         _order.set_epoch(epoch + 1)
         run.write_soon()
 
@@ -460,11 +480,18 @@ class ReproCallback(_Base):
         except Exception as exc:  # noqa: BLE001
             self._hook_failed(f"on_epoch_end ({what})", exc)
 
-    def _save_checkpoint(self, epoch: int, step: int) -> None:
+    def _write_pending_checkpoint(self) -> None:
+        pending, self._pending_checkpoint = self._pending_checkpoint, None
+        if pending is not None:
+            self._stage_epoch("checkpoint", lambda: self._save_checkpoint(*pending))
+
+    def _save_checkpoint(self, epoch: int, step: int, state_arrays: list) -> None:
         run = self.run
         path = _ckpt.save(self.model, self._ckpt_dir, epoch=epoch, global_step=step,
                           extra={"run_id": run.id, "attempt": run.attempt,
-                                 "project": self.project})
+                                 "project": self.project},
+                          **self._resume.checkpoint_extras(state_arrays))
+        self._resume.check(run, self.model, f"epoch {epoch}")
         run.log_artifact(path, name=f"checkpoints/epoch-{epoch + 1:05d}",
                          meta={"epoch": epoch, "global_step": step})
         self._write_runfile(_runfile.RUNNING, latest=os.path.basename(path))
@@ -479,11 +506,15 @@ class ReproCallback(_Base):
         run = self.run
         if run is None:
             return
+        self._write_pending_checkpoint()
         if self._writes and self._formats and self._last_epoch is not None:
             self._stage_end("export", self._export_model)
         if self._tb_writer is not None:
             run.after_writes(self._tb_writer.close)  # after the scalars queued before it
         _flavour.clear_initial_epoch(self.model)
+        if self._ckpt_dir is not None:
+            self._stage_end("resume check",
+                            lambda: self._resume.check(run, self.model, "train end"))
         self._stage_end("run file", lambda: self._write_runfile(_runfile.FINISHED))
         for directory in self._temp_dirs:
             run.after_writes(lambda d=directory: shutil.rmtree(d, ignore_errors=True))

@@ -38,19 +38,43 @@ def name(epoch: int) -> str:
     return f"{PREFIX}{epoch + 1:05d}"
 
 
-def variables(model: Any) -> list[tuple[str, str, Any]]:
-    """(group, name, variable) for everything a resumed run needs, in a stable order."""
+def variables(model: Any, state: "list | tuple" = ()) -> list[tuple[str, str, Any]]:
+    """(group, name, variable) for everything a resumed run needs, in a stable order.
+
+    `state` are further variables a resumed run needs: random generators the input
+    pipeline or the model draw from (`tf.random.Generator`, Keras SeedGenerators).
+    """
     out = [("model", flavour.variable_name(v), v) for v in list(model.variables)]
     seen = {id(v) for _, _, v in out}
     for v in flavour.optimizer_variables(flavour.optimizer_of(model)):
         if id(v) not in seen:
             out.append(("optimizer", flavour.variable_name(v), v))
             seen.add(id(v))
+    # tf_keras keeps the learning rate in a variable outside `optimizer.variables`;
+    # ReduceLROnPlateau lowers it, so it is training state.
+    rate = getattr(flavour.optimizer_of(model), "_learning_rate", None)
+    if rate is not None and hasattr(rate, "assign") and id(rate) not in seen:
+        out.append(("optimizer", flavour.variable_name(rate), rate))
+        seen.add(id(rate))
     for v in _global_rng_variables(model):
         if id(v) not in seen:
             out.append(("rng", flavour.variable_name(v), v))
             seen.add(id(v))
+    for v in state:
+        inner = getattr(v, "value", None)
+        if id(v) not in seen and (inner is None or callable(inner) or id(inner) not in seen):
+            out.append(("state", flavour.variable_name(v), v))
+            seen.add(id(v))
     return out
+
+
+def state_digest(arrays: list) -> str:
+    """sha256 over saved arrays in order: what a restore is checked against."""
+    h = hashlib.sha256()
+    for arr in arrays:
+        h.update(f"{arr.dtype.str}|{arr.shape}\n".encode())
+        h.update(memoryview(arr.tobytes()))
+    return h.hexdigest()
 
 
 def _global_rng_variables(model: Any) -> list:
@@ -66,7 +90,7 @@ def _global_rng_variables(model: Any) -> list:
         return []
 
 
-def _to_numpy(v: Any):
+def to_numpy(v: Any):
     import numpy as np
 
     value = v.numpy() if hasattr(v, "numpy") else v.value
@@ -81,8 +105,17 @@ def weights_digest(model: Any) -> str:
     return h.hexdigest()
 
 
-def save(model: Any, directory: str, *, epoch: int, global_step: int, extra: dict) -> str:
-    """Write the checkpoint taken after `epoch`; returns its directory."""
+def save(model: Any, directory: str, *, epoch: int, global_step: int, extra: dict,
+         state: "list | tuple" = (), state_arrays: "list | None" = None,
+         callbacks: "tuple[dict, dict] | None" = None) -> str:
+    """Write the checkpoint taken after `epoch`; returns its directory.
+
+    `state_arrays`, when given, are the values of the `state` variables read earlier
+    (at the epoch end, before the next epoch's iterator could draw from them).
+    `callbacks` is `(values, arrays)` from `cbstate.save`: the other callbacks' state.
+    """
+    from mlrepro._keras import cbstate
+
     import numpy as np
 
     os.makedirs(directory, exist_ok=True)
@@ -91,17 +124,22 @@ def save(model: Any, directory: str, *, epoch: int, global_step: int, extra: dic
     try:
         arrays = {}
         listing = []
-        for i, (group, vname, var) in enumerate(variables(model)):
-            arr = _to_numpy(var)
+        early = iter(state_arrays) if state_arrays is not None else None
+        for i, (group, vname, var) in enumerate(variables(model, state)):
+            arr = next(early) if early is not None and group == "state" else to_numpy(var)
             arrays[f"v{i:05d}"] = arr
             listing.append({"group": group, "name": vname, "shape": list(arr.shape),
                             "dtype": arr.dtype.str})
+        digest = state_digest(list(arrays.values()))
+        cb_values, cb_arrays = callbacks or ({}, {})
+        arrays.update(cb_arrays)
         np_state = np.random.get_state()
         arrays["numpy_random_keys"] = np.asarray(np_state[1])
         meta = {
             "format": FORMAT, "epoch": int(epoch), "global_step": int(global_step),
             "created": time.time(), "variables": listing,
-            "weights_digest": weights_digest(model),
+            "weights_digest": weights_digest(model), "state_digest": digest,
+            "callbacks": cb_values, "callbacks_digest": cbstate.digest(cb_values, cb_arrays),
             "numpy_random": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
             "python_random": _python_state(),
             **extra,
@@ -149,25 +187,32 @@ def read_meta(path: str) -> dict:
         return json.load(fh)
 
 
-def restore(model: Any, path: str) -> dict:
+def restore(model: Any, path: str, state: "list | tuple" = ()) -> dict:
     """Assign the checkpoint at `path` to the model, optimizer and RNGs; returns its meta.
 
-    Raises CheckpointMismatch (and assigns nothing) when the variables do not fit.
+    The meta's `verified` says whether the variables read back after the restore
+    hash to the digest the checkpoint stored; `callback_arrays` holds the other
+    callbacks' saved arrays (for `cbstate.restore`). Raises CheckpointMismatch (and
+    assigns nothing) when the variables do not fit.
     """
     import numpy as np
 
     meta = read_meta(path)
     flavour.build_optimizer(model)
-    targets = variables(model)
+    targets = variables(model, state)
     listing = meta.get("variables") or []
     with np.load(os.path.join(path, STATE_FILE), allow_pickle=False) as data:
         arrays = [data[f"v{i:05d}"] for i in range(len(listing))]
         keys = data["numpy_random_keys"] if "numpy_random_keys" in data.files else None
+        meta["callback_arrays"] = {k: data[k] for k in data.files if k.startswith("cb|")}
     problems = _mismatches(targets, listing, arrays)
     if problems:
         raise CheckpointMismatch("; ".join(problems[:3]))
     for (_group, _name, var), arr in zip(targets, arrays):
         var.assign(arr)
+    if meta.get("state_digest"):
+        meta["verified"] = state_digest([to_numpy(v) for _, _, v in targets]) == \
+            meta["state_digest"]
     if keys is not None and meta.get("numpy_random"):
         algo, pos, has_gauss, cached = meta["numpy_random"]
         np.random.set_state((algo, keys, pos, has_gauss, cached))
@@ -213,3 +258,4 @@ def remove_all(directory: str) -> None:
                 shutil.rmtree(os.path.join(directory, n), ignore_errors=True)
     except OSError:
         pass
+

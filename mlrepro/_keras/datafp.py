@@ -115,15 +115,11 @@ def _dataset(ds: Any, pipe: "pipeline.Pipeline") -> dict:
                         "files mlrepro can find")
     else:
         h.update(("ops=" + ",".join(out["ops"])).encode())
-        why = ("it reshuffles each epoch" if pipe.reshuffles else
-               "its shuffle is unseeded" if pipe.unseeded_shuffle else
-               "it runs Python code" if pipe.python else
-               "it writes a file cache" if pipe.file_cache else
-               f"it draws random numbers ({', '.join(pipe.random)})" if pipe.random else
-               "its graph could not be read")
+        why = pipe.why_not_replayable() or "its graph could not be read"
         out.update(method=METHOD_STRUCTURE,
                    note=f"structure only (element spec, cardinality, ops): it names no files "
-                        f"and reading its first batches is not stable because {why}")
+                        f"and reading its first batches is not stable or would change "
+                        f"training because {why}")
     out["digest"] = h.hexdigest()
     return out
 

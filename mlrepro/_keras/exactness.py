@@ -42,6 +42,15 @@ class Facts:
     legacy_rng_layers: list = field(default_factory=list)
     multi_worker: bool = False
     accelerator: bool = False
+    pipeline_writes: list = field(default_factory=list)   # state the pipeline writes
+    pipeline_state_saved: int = 0         # its variables the checkpoint holds
+    parallel_writes: bool = False         # a parallel map writes that state
+    model_random: list = field(default_factory=list)      # stateful random ops in the model
+    model_state_saved: int = 0            # generator variables the model uses, saved too
+    model_scan_error: str | None = None
+    callbacks_saved: list = field(default_factory=list)   # stateful callbacks, state saved
+    callbacks_watched: list = field(default_factory=list)  # callbacks mlrepro does not know
+    callback_notes: list = field(default_factory=list)
 
 
 def judge(f: Facts) -> dict:
@@ -53,7 +62,23 @@ def judge(f: Facts) -> dict:
     if f.seed is None:
         reasons.append("no seed was set: pass seed= or deterministic=True")
     order = _input_order(f, reasons)
-    if f.legacy_rng_layers:
+    reasons.extend(_model_reasons(f))
+    if f.model_scan_error and f.backend == "tensorflow":
+        notes.append("the model's forward pass could not be traced, so random ops inside it "
+                     f"were not looked for ({f.model_scan_error[:120]})")
+    if f.callbacks_saved:
+        notes.append("the state of " + ", ".join(f.callbacks_saved) + " is saved in every "
+                     "checkpoint and restored on resume")
+    if f.callbacks_watched:
+        notes.append("callbacks mlrepro does not know (" + ", ".join(f.callbacks_watched) +
+                     ") are watched: if their attributes change during training the record "
+                     "says so at the next checkpoint")
+    notes.extend(f.callback_notes)
+    if f.pipeline_state_saved or f.model_state_saved:
+        notes.append(f"{f.pipeline_state_saved + f.model_state_saved} random-generator "
+                     "variable(s) the input pipeline or the model draw from are saved in "
+                     "every checkpoint and restored on resume")
+    if f.legacy_rng_layers and not f.model_random:
         reasons.append(
             "tf_keras layers draw random numbers from legacy stateful ops whose state no "
             f"checkpoint holds ({', '.join(sorted(set(f.legacy_rng_layers))[:5])}); a restarted "
@@ -80,7 +105,19 @@ def judge(f: Facts) -> dict:
     return {"exact": not reasons, "reasons": reasons, "notes": notes, "input_order": order}
 
 
+def _model_reasons(f: Facts) -> list[str]:
+    out = []
+    if f.model_random:
+        out.append(
+            "the model draws from stateful random ops whose position lives in the process, "
+            f"not in a variable ({'; '.join(f.model_random[:5])}): a restarted process starts "
+            "their sequence again; draw through keras.random with a "
+            "keras.random.SeedGenerator (or a tf.random.Generator kept by the layer)")
+    return out
+
+
 def _input_order(f: Facts, reasons: list[str]) -> str:
+    """How the input order of epoch e is decided; appends every reason it is not exact."""
     if f.input_kind == "arrays":
         if f.flavour == "tf_keras" and f.shuffle not in (False, None, "batch"):
             reasons.append(
@@ -95,28 +132,7 @@ def _input_order(f: Facts, reasons: list[str]) -> str:
                     "this Keras version)")
         return "NumPy global RNG (saved in the checkpoint)"
     if f.input_kind == "tf.data":
-        if f.ordered and not f.reshuffles:
-            return "mlrepro.keras.deterministic_dataset: index_shuffle(seed, epoch)"
-        if f.reshuffles:
-            reasons.append(
-                "the tf.data pipeline reshuffles each iteration (Dataset.shuffle with "
-                "reshuffle_each_iteration=True, the default): its order comes from a "
-                "per-process counter no checkpoint can hold (tensorflow/tensorflow#58925); use "
-                "mlrepro.keras.deterministic_dataset(...) or shuffle(..., seed=S, "
-                "reshuffle_each_iteration=False)")
-            return "per-process reshuffle"
-        if f.unseeded_shuffle:
-            reasons.append("the tf.data pipeline shuffles without a seed")
-            return "unseeded shuffle"
-        if f.python_ops:
-            reasons.append("the tf.data pipeline runs Python code (from_generator, "
-                           "py_function) whose state mlrepro cannot save")
-            return "Python code"
-        if f.random_ops:
-            reasons.append("the tf.data pipeline draws from stateful random ops "
-                           f"({', '.join(f.random_ops)}) that restart in a new process")
-            return "stateful random ops"
-        return "fixed pipeline order"
+        return _pipeline_order(f, reasons)
     if f.input_kind == "sequence":
         reasons.append("a PyDataset/Sequence decides its own order; mlrepro cannot see or "
                        "save it")
@@ -126,3 +142,46 @@ def _input_order(f: Facts, reasons: list[str]) -> str:
         return "Python generator"
     reasons.append(f"unknown input kind {f.input_kind!r}")
     return "unknown"
+
+
+def _pipeline_order(f: Facts, reasons: list[str]) -> str:
+    orders = []
+    if f.ordered and not f.reshuffles:
+        orders.append("mlrepro.keras.deterministic_dataset: index_shuffle(seed, epoch)")
+    if f.reshuffles:
+        reasons.append(
+            "the tf.data pipeline reshuffles each iteration (Dataset.shuffle with "
+            "reshuffle_each_iteration=True, the default): its order comes from a "
+            "per-process counter no checkpoint can hold (tensorflow/tensorflow#58925); use "
+            "mlrepro.keras.deterministic_dataset(...) or shuffle(..., seed=S, "
+            "reshuffle_each_iteration=False)")
+        orders.append("per-process reshuffle")
+    if f.unseeded_shuffle:
+        reasons.append("the tf.data pipeline shuffles without a seed, so every process "
+                       "draws another order: pass shuffle(..., seed=S)")
+        orders.append("unseeded shuffle")
+    if f.python_ops:
+        reasons.append("the tf.data pipeline runs Python code (from_generator, "
+                       "py_function) whose state mlrepro cannot save: build it from "
+                       "tensors, or use mlrepro.keras.deterministic_dataset")
+        orders.append("Python code")
+    if f.random_ops:
+        reasons.append("the tf.data pipeline draws from unseeded stateful random ops "
+                       f"({', '.join(f.random_ops)}) that start afresh in a new process: "
+                       "set a seed (deterministic=True) or use stateless random ops")
+        orders.append("stateful random ops")
+    if f.pipeline_writes and not f.pipeline_state_saved:
+        reasons.append("the tf.data pipeline writes random state ("
+                       f"{', '.join(f.pipeline_writes[:3])}) in variables mlrepro could not "
+                       "find to save: keep the tf.random.Generator or layer in a variable "
+                       "the dataset's map function captures")
+    if f.pipeline_writes and f.parallel_writes:
+        reasons.append("a parallel map (num_parallel_calls) draws from a random generator: "
+                       "the order of the draws between elements is not fixed, so neither "
+                       "is the result; map sequentially, or draw with "
+                       "tf.random.stateless_* from a per-element seed")
+    if orders:
+        return "; ".join(orders)
+    if f.pipeline_writes:
+        return "fixed pipeline order; its random generators are checkpointed"
+    return "fixed pipeline order"

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlrepro._keras import chief, datafp, exactness, fitargs, flavour, order, pipeline, seeding
+from mlrepro._keras import (cbstate, chief, datafp, exactness, fitargs, flavour, modelscan,
+                            order, pipeline, seeding)
 from mlrepro._keras.params import all_layers
 
 
-def gather(model: Any, fit: fitargs.FitCall, pipes: dict, seed_record: dict | None = None
-           ) -> exactness.Facts:
-    """Facts about the model, the input and the process, for `exactness.judge`."""
+def gather(model: Any, fit: fitargs.FitCall, pipes: dict, seed_record: dict | None = None,
+           scan: "modelscan.ModelScan | None" = None, callbacks: "list | None" = None,
+           pipeline_state: int = 0) -> exactness.Facts:
+    """Facts about the model, the input, the other callbacks and the process, for
+    `exactness.judge`. `pipeline_state`: how many of the pipeline's variables the
+    checkpoint saves."""
     seed_record = seed_record or {}
     desc = flavour.describe(model)
     facts = exactness.Facts(flavour=desc["flavour"], backend=desc.get("backend") or "tensorflow")
@@ -30,7 +34,13 @@ def gather(model: Any, fit: fitargs.FitCall, pipes: dict, seed_record: dict | No
         facts.reshuffles = pipe.reshuffles
         facts.unseeded_shuffle = pipe.unseeded_shuffle
         facts.python_ops = pipe.python
-        facts.random_ops = list(pipe.random)
+        # Seeded legacy random ops in a dataset function restart with each iterator, so
+        # every epoch (and a restarted process) draws the same: only unseeded ones count.
+        facts.random_ops = sorted(set(pipe.unseeded_random) | {
+            op for op in pipe.random if op.endswith("Dataset")})
+        facts.pipeline_writes = list(pipe.writes)
+        facts.parallel_writes = pipe.parallel_writes
+        facts.pipeline_state_saved = int(pipeline_state)
         card = pipeline.cardinality(x)
         facts.batches_per_epoch = card if card >= 0 else None
     elif datafp.is_keras_sequence(x):
@@ -47,6 +57,16 @@ def gather(model: Any, fit: fitargs.FitCall, pipes: dict, seed_record: dict | No
     facts.multi_worker = chief.multi_worker(model)
     if desc["flavour"] == flavour.TF_KERAS:
         facts.legacy_rng_layers = legacy_rng_layers(model)
+    if scan is not None:
+        facts.model_random = list(scan.random)
+        facts.model_state_saved = len(scan.variables)
+        facts.model_scan_error = scan.error
+    others = cbstate.others(list(callbacks or []))
+    facts.callbacks_saved = [type(cb).__name__ for _, cb in others
+                             if cbstate.kind(cb) == "stateful"]
+    facts.callbacks_watched = [type(cb).__name__ for _, cb in others
+                               if cbstate.kind(cb) == "unknown"]
+    facts.callback_notes = cbstate.notes(list(callbacks or []))
     return facts
 
 

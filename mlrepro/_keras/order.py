@@ -40,6 +40,12 @@ def set_epoch(epoch: int) -> int:
     return n
 
 
+def is_epoch_variable(variable) -> bool:
+    """Whether `variable` is the epoch counter of a `deterministic_dataset`."""
+    with _lock:
+        return any(r() is variable for r in _epoch_variables)
+
+
 def active() -> int:
     """How many deterministic datasets are alive in this process."""
     with _lock:

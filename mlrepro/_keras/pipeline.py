@@ -5,6 +5,14 @@ inside `interleave`/`flat_map` functions, and `list_files` results), and the ops
 that make its order random or stateful. Knowing both tells the data fingerprint
 which files to digest, and the resume check whether a restarted process will see
 the same order.
+
+Random state that lives in a variable is invisible to a list of op names: a
+`tf.random.Generator` in `map` is `RngReadAndSkip` + stateless ops, a Keras
+`RandomFlip` stateless ops fed by a variable it writes. So every op inside the
+dataset's functions that the op registry marks stateful is looked at, and the
+variables those functions capture are found (`state_variables`): reading batches
+of such a pipeline would advance that state and change the user's training, and
+the checkpoint saves it.
 """
 
 from __future__ import annotations
@@ -13,6 +21,8 @@ import glob
 import os
 from dataclasses import dataclass, field
 from typing import Any
+
+from mlrepro._keras import order
 
 MAX_STRINGS = 20_000
 # Ops whose output differs between two iterations of the same pipeline, or that
@@ -25,6 +35,17 @@ RANDOM_OPS = ("RandomUniform", "RandomStandardNormal", "RandomShuffle", "RandomD
 SHUFFLE_OPS = ("ShuffleDataset", "ShuffleDatasetV2", "ShuffleDatasetV3",
                "ShuffleAndRepeatDataset", "ShuffleAndRepeatDatasetV2")
 NONDETERMINISTIC_ATTR = "deterministic"
+# Stateful ops inside a dataset function that keep no state of their own: reading a
+# variable changes nothing (a `deterministic_dataset` reads its epoch this way).
+HARMLESS_STATEFUL = ("ReadVariableOp", "VarHandleOp", "_Arg", "_Retval", "NoOp")
+# Ops that write a variable: `tf.random.Generator` (RngReadAndSkip), a Keras
+# SeedGenerator (AssignVariableOp), counters (AssignAddVariableOp).
+VARIABLE_WRITES = ("AssignVariableOp", "AssignAddVariableOp", "AssignSubVariableOp",
+                   "RngReadAndSkip", "RngSkip", "StatefulUniform", "StatefulUniformInt",
+                   "StatefulUniformFullInt", "StatefulStandardNormalV2",
+                   "StatefulTruncatedNormal", "StatefulRandomBinomial")
+PARALLEL_OPS = ("ParallelMapDataset", "ParallelMapDatasetV2", "ParallelInterleaveDatasetV4",
+                "ParallelBatchDataset")
 
 
 @dataclass
@@ -40,12 +61,39 @@ class Pipeline:
     file_cache: bool = False                           # .cache(filename)
     nondeterministic: list = field(default_factory=list)
     error: str | None = None
+    stateful: list = field(default_factory=list)       # "Op in function": state touched per element
+    writes: list = field(default_factory=list)         # "Op in function": a variable written
+    unseeded_random: list = field(default_factory=list)  # stateful random ops with seed 0/0
+    parallel_writes: bool = False                      # a parallel map/interleave writes state
+    variables: list = field(default_factory=list)      # names of the variables its functions use
+    foreign_variables: bool = False                    # one not made by deterministic_dataset
 
     @property
     def replayable(self) -> bool:
         """Reading its first batches twice gives the same values, with no side effects."""
-        return (self.error is None and not self.reshuffles and not self.unseeded_shuffle
-                and not self.python and not self.random and not self.file_cache)
+        return self.why_not_replayable() is None
+
+    def why_not_replayable(self) -> str | None:
+        """Why reading its first batches could change training or differ; None when it cannot."""
+        if self.error is not None:
+            return "its graph could not be read"
+        if self.python:
+            return "it runs Python code"
+        if self.writes:
+            return f"it writes state ({', '.join(self.writes[:3])})"
+        if self.stateful:
+            return f"it runs stateful ops ({', '.join(self.stateful[:3])})"
+        if self.foreign_variables:
+            return f"it reads variables ({', '.join(self.variables[:3])})"
+        if self.reshuffles:
+            return "it reshuffles each epoch"
+        if self.unseeded_shuffle:
+            return "its shuffle is unseeded"
+        if self.random:
+            return f"it draws random numbers ({', '.join(self.random)})"
+        if self.file_cache:
+            return "it writes a file cache"
+        return None
 
 
 def is_dataset(value: Any) -> bool:
@@ -65,8 +113,11 @@ def analyze(dataset: Any) -> Pipeline:
         out.error = f"{type(exc).__name__}: {exc}"[:300]
         return out
     nodes = list(graph.node)
+    users = _function_users(nodes, graph)
+    parallel_fns = {fn for fn, op in users.items() if op in PARALLEL_OPS}
     for function in graph.library.function:
         nodes.extend(function.node_def)
+        _scan_function(function, users, out, function.signature.name in parallel_fns)
     strings: list[str] = []
     ops = set()
     for node in nodes:
@@ -91,6 +142,87 @@ def analyze(dataset: Any) -> Pipeline:
     out.ops = sorted(ops)
     out.random = sorted(set(out.random))
     out.files = _existing_files(strings)
+    try:
+        captured = state_variables(dataset)
+    except Exception:  # noqa: BLE001 - a dataset type we cannot walk: assume the worst
+        captured, out.foreign_variables = [], True
+    out.variables = sorted({_variable_label(v) for v in captured})
+    out.foreign_variables = out.foreign_variables or any(
+        not order.is_epoch_variable(v) for v in captured)
+    return out
+
+
+def _function_users(nodes, graph) -> dict:
+    """Function name -> the op (dataset transformation) that calls it."""
+    out = {}
+    everything = list(nodes) + [n for f in graph.library.function for n in f.node_def]
+    for node in everything:
+        for attr in node.attr.values():
+            if attr.HasField("func") and attr.func.name:
+                out.setdefault(attr.func.name, node.op)
+    return out
+
+
+def _scan_function(function, users: dict, out: Pipeline, parallel: bool) -> None:
+    """Stateful ops in one dataset function, named by op and by the transformation using it."""
+    from tensorflow.python.framework import op_def_registry
+
+    where = users.get(function.signature.name) or _function_label(function.signature.name)
+    for node in function.node_def:
+        op = node.op
+        definition = op_def_registry.get(op)
+        if definition is None or not definition.is_stateful or op in HARMLESS_STATEFUL \
+                or op.endswith(("Dataset", "DatasetV2", "DatasetV3", "DatasetV4")):
+            continue
+        label = f"{op} in {where}"
+        if op in VARIABLE_WRITES:
+            out.writes.append(label)
+            if parallel:
+                out.parallel_writes = True
+        elif op in PYTHON_OPS:
+            continue
+        else:
+            out.stateful.append(label)
+            if op in RANDOM_OPS and not _op_seeded(node):
+                out.unseeded_random.append(label)
+    out.writes = sorted(set(out.writes))
+    out.stateful = sorted(set(out.stateful))
+    out.unseeded_random = sorted(set(out.unseeded_random))
+
+
+def _op_seeded(node) -> bool:
+    """A legacy random op with seed or seed2 set restarts the same sequence per iterator."""
+    seed, seed2 = node.attr.get("seed"), node.attr.get("seed2")
+    return bool((seed is not None and seed.i) or (seed2 is not None and seed2.i))
+
+
+def _function_label(name: str) -> str:
+    name = name.removeprefix("__inference_")
+    head, _, tail = name.rpartition("_")
+    return head if tail.isdigit() else name
+
+
+def _variable_label(v) -> str:
+    return str(getattr(v, "name", "") or getattr(v, "path", "") or type(v).__name__)
+
+
+def state_variables(dataset: Any) -> list:
+    """The variables the dataset's functions use (`tf.random.Generator` and SeedGenerator
+    states among them), walking the whole pipeline, in a stable order."""
+    out, seen, datasets = [], set(), set()
+    stack = [dataset]
+    while stack:
+        ds = stack.pop(0)
+        if id(ds) in datasets:
+            continue
+        datasets.add(id(ds))
+        for wrapper in ds._functions():
+            function = getattr(wrapper, "function", None)
+            for v in list(getattr(function, "variables", None) or []):
+                if id(v) not in seen:
+                    seen.add(id(v))
+                    out.append(v)
+        stack.extend(ds._inputs())
     return out
 
 

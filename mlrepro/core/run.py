@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import os
 import socket
 import sys
@@ -162,6 +163,7 @@ class Run:
         """A new run: claim an id and lay out its manifest."""
         self.id = run_id or self._claim_id()
         self.attempt = 0
+        self._prior_summary: dict = {}   # metric summaries of earlier attempts (none)
         self.manifest = record.new_manifest(self.id, self.project, name, started=time.time(),
                                             host=self.host, pid=self.pid)
         self.manifest["params"] = redact(jsonable(dict(params or {})))
@@ -174,6 +176,10 @@ class Run:
         self.id = manifest["id"]
         self.manifest = manifest
         self.attempt = len(manifest.get("attempts") or [])
+        self._prior_summary = dict(manifest.get("metrics_summary") or {})
+        for earlier in manifest.get("attempts") or []:
+            if not earlier.get("status"):  # it ended without a word: killed or lost
+                earlier["status"] = record.CRASHED
         manifest["attempts"] = list(manifest.get("attempts") or []) + [
             {"attempt": self.attempt, "start_time": now, "host": self.host, "pid": self.pid}]
         manifest.update(status=record.RUNNING, end_time=None, heartbeat=now, error=None,
@@ -481,7 +487,10 @@ class Run:
         if writer is not None:
             summary = writer.summary_json()
             if summary:
-                manifest["metrics_summary"] = {**manifest.get("metrics_summary", {}), **summary}
+                prior = self._prior_summary
+                manifest["metrics_summary"] = {
+                    **manifest.get("metrics_summary", {}),
+                    **{name: _combine_summary(prior.get(name), s) for name, s in summary.items()}}
             manifest["warnings"] = self._warnings + len(writer.errors)
             if writer.dropped:
                 manifest["dropped_records"] = writer.dropped
@@ -583,6 +592,18 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, project={self.project!r}, status={self.status!r})"
+
+
+def _combine_summary(earlier: dict | None, now: dict) -> dict:
+    """One metric's summary over every attempt: this attempt's and the earlier ones'."""
+    if not earlier:
+        return now
+    later = now.get("step", 0) >= earlier.get("step", 0) or not now.get("count")
+    last = now if later else earlier
+    return {"last": last.get("last"), "step": last.get("step"),
+            "min": min(earlier.get("min", math.inf), now.get("min", math.inf)),
+            "max": max(earlier.get("max", -math.inf), now.get("max", -math.inf)),
+            "count": int(earlier.get("count", 0)) + int(now.get("count", 0))}
 
 
 def start_run(project: str = "default", **kwargs) -> Run:
