@@ -1,7 +1,9 @@
 """Fingerprints: one digest per part of an experiment, and one for the whole.
 
-Two runs with the same `fingerprint` ran the same code on the same data with the
-same params in an equivalent environment: the same experiment. Pure functions.
+Two runs with the same `fingerprint` ran the same code (every user module) with the
+same command line, params and auto-captured configuration, on the same data, in an
+equivalent environment: the same experiment. Each part is also kept on its own
+(`fingerprints`), so a comparison can say which part differs. Pure functions.
 """
 
 from __future__ import annotations
@@ -18,8 +20,25 @@ def _digest(value) -> str:
 
 
 def code_fingerprint(code: dict) -> str:
-    """Commit plus the patch's and entry point's digests (paths and argv excluded)."""
-    return _digest({k: code.get(k) for k in ("commit", "patch", "entry_point_object")})
+    """Commit plus the digests of the patch, the entry point and every user module.
+
+    Paths and the command line are left out (the command is its own part). A record
+    written before modules were captured has none, and is fingerprinted as it was.
+    """
+    parts = {k: code.get(k) for k in ("commit", "patch", "entry_point_object")}
+    if code.get("modules"):
+        parts["modules"] = code["modules"]
+    return _digest(parts)
+
+
+def command_fingerprint(code: dict) -> str:
+    """The arguments the entry point was run with (not the script's own path)."""
+    return _digest(list(code.get("argv") or [])[1:])
+
+
+def config_fingerprint(auto_params: dict) -> str:
+    """What the integrations read off the model and framework (optimizer, loss, RunConfig)."""
+    return _digest(auto_params or {})
 
 
 def environment_fingerprint(environment: dict) -> str:
@@ -37,11 +56,14 @@ def params_fingerprint(params: dict, seed=None, determinism=None) -> str:
 
 def fingerprints(manifest: dict) -> dict:
     """All part fingerprints of a manifest and the overall one."""
+    code = manifest.get("code") or {}
     parts = {
-        "code": code_fingerprint(manifest.get("code") or {}),
+        "code": code_fingerprint(code),
+        "command": command_fingerprint(code),
         "data": data_fingerprint(manifest.get("data") or {}),
         "params": params_fingerprint(manifest.get("params") or {}, manifest.get("seed"),
                                      manifest.get("determinism")),
+        "config": config_fingerprint(manifest.get("auto_params") or {}),
         "environment": environment_fingerprint(manifest.get("environment") or {}),
     }
     parts["run"] = _digest(parts)

@@ -83,6 +83,10 @@ def diff_code(a: Mapping, b: Mapping) -> dict:
         "entry_point_object": _pair(a.get("entry_point_object"), b.get("entry_point_object")),
         "remote": _pair(a.get("remote"), b.get("remote")),
     }
+    mods_a, mods_b = dict(a.get("modules") or {}), dict(b.get("modules") or {})
+    files = diff_mapping(mods_a, mods_b)
+    out["modules"] = {"same": is_empty(files), "changed": sorted(files["changed"]),
+                      "added": sorted(files["added"]), "removed": sorted(files["removed"])}
     args_a, args_b = list(a.get("argv") or [])[1:], list(b.get("argv") or [])[1:]
     out["arguments"] = dict(_pair(args_a, args_b), changes=argument_changes(args_a, args_b))
     return out

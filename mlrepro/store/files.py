@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 
-from mlrepro.record import canonical_json
+from mlrepro.record import GITIGNORE_FILE, GITIGNORE_TEXT, canonical_json
 
 
 def atomic_write_bytes(path: str, data: bytes, *, fsync: bool = True) -> None:
@@ -26,6 +26,23 @@ def atomic_write_bytes(path: str, data: bytes, *, fsync: bool = True) -> None:
         except OSError:
             pass
         raise
+
+
+def make_own_dir(path: str) -> None:
+    """Create a directory for mlrepro's own files, with a `.gitignore` of `*` if it is new.
+
+    Like Python's venv: a store or checkpoint directory created inside a user's git
+    checkout stays out of `git status`, so it is never captured as the run's code.
+    A directory that already exists is left as it is (it may be the user's own).
+    """
+    if os.path.isdir(path):
+        return
+    os.makedirs(path, exist_ok=True)
+    try:
+        with open(os.path.join(path, GITIGNORE_FILE), "x", encoding="utf-8") as fh:
+            fh.write(GITIGNORE_TEXT)
+    except OSError:
+        pass  # created by a concurrent process, or not writable: git status shows it
 
 
 def atomic_write_json(path: str, value, *, fsync: bool = True) -> None:
