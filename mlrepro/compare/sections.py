@@ -54,10 +54,27 @@ def is_empty(diff: Mapping) -> bool:
                                          "downgraded"))
 
 
+def flatten(value: Mapping | None, prefix: str = "") -> dict:
+    """Nested dicts as dotted keys, so a diff names `optimizer.learning_rate`, not `optimizer`.
+
+    Example:
+        >>> flatten({"optimizer": {"name": "SGD", "momentum": 0.9}, "epochs": 2})
+        {'optimizer.name': 'SGD', 'optimizer.momentum': 0.9, 'epochs': 2}
+    """
+    out: dict = {}
+    for key, item in (value or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(item, Mapping) and item:
+            out.update(flatten(item, name + "."))
+        else:
+            out[name] = item
+    return out
+
+
 def diff_params(a: Mapping, b: Mapping) -> dict:
-    """User params and auto-captured params of two manifests, diffed separately."""
+    """User params and auto-captured params (nested ones by dotted name), diffed separately."""
     params = diff_mapping(a.get("params"), b.get("params"))
-    auto = diff_mapping(a.get("auto_params"), b.get("auto_params"))
+    auto = diff_mapping(flatten(a.get("auto_params")), flatten(b.get("auto_params")))
     return {"same": is_empty(params) and is_empty(auto), "params": params, "auto_params": auto}
 
 
