@@ -216,3 +216,18 @@ def test_warnings_and_events_are_redacted_like_params(tmp_path):
     assert warning["message"] == "could not fetch https://***@git.example.com/x.git with key ***"
     custom = [e for e in events if e["kind"] == "custom"][0]
     assert custom["api_key"] == "***" and custom["source"].startswith("https://***@")
+
+
+def test_a_data_argument_is_the_same_command_relative_or_absolute():
+    data = {"train": {"kind": "files", "paths": ["/work/data/train.npz"], "digest": "d"}}
+    rel = _manifest(data=data)
+    rel["code"] = dict(rel["code"], argv=["train.py", "--data", "../data/train.npz"],
+                       cwd="/work/proj")
+    absolute = _manifest(data=data)
+    absolute["code"] = dict(absolute["code"], cwd="/tmp/x",
+                            argv=["/tmp/x/train.py", "--data", "/work/data/train.npz"])
+    assert fingerprints(rel)["command"] == fingerprints(absolute)["command"]
+    other = _manifest(data=data)
+    other["code"] = dict(other["code"], argv=["train.py", "--data", "../data/other.npz"],
+                         cwd="/work/proj")
+    assert fingerprints(other)["command"] != fingerprints(rel)["command"]

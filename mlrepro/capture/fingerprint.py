@@ -9,6 +9,7 @@ equivalent environment: the same experiment. Each part is also kept on its own
 from __future__ import annotations
 
 import hashlib
+import os
 
 from mlrepro.record import canonical_json
 
@@ -31,9 +32,44 @@ def code_fingerprint(code: dict) -> str:
     return _digest(parts)
 
 
-def command_fingerprint(code: dict) -> str:
-    """The arguments the entry point was run with (not the script's own path)."""
-    return _digest(list(code.get("argv") or [])[1:])
+def _input_paths(data: dict) -> dict[str, str]:
+    """Normalised path -> input name, for every path or root a data input was read from."""
+    out: dict[str, str] = {}
+    for name, fp in sorted((data or {}).items()):
+        for part in [fp, *((fp or {}).get("parts") or {}).values()]:
+            part = part if isinstance(part, dict) else {}
+            for path in list(part.get("paths") or []) + [part.get("root")]:
+                if isinstance(path, str) and os.path.isabs(path):
+                    out.setdefault(os.path.normpath(path), name)
+    return out
+
+
+def command_arguments(code: dict, data: dict | None = None) -> list[str]:
+    """The arguments the entry point was run with, as fingerprinted.
+
+    The script's own path is left out, and an argument that names a recorded data
+    input (relative to the recorded working directory, or absolute) stands for that
+    input: the data part fingerprints what it holds, so `--data ../train.npz` and
+    `--data /abs/train.npz` (as `mlrepro reproduce` passes it) are the same command.
+    """
+    args = [str(a) for a in list(code.get("argv") or [])[1:]]
+    inputs = _input_paths(data or {})
+    cwd = code.get("cwd")
+    if not inputs:
+        return args
+    out = []
+    for arg in args:
+        prefix, sep, value = arg.partition("=") if arg.startswith("-") else ("", "", arg)
+        full = value if os.path.isabs(value) else (os.path.join(cwd, value)
+                                                   if value and isinstance(cwd, str) else None)
+        name = inputs.get(os.path.normpath(full)) if full else None
+        out.append(prefix + sep + f"<data {name}>" if name else arg)
+    return out
+
+
+def command_fingerprint(code: dict, data: dict | None = None) -> str:
+    """The command line's arguments (see `command_arguments`)."""
+    return _digest(command_arguments(code, data))
 
 
 def config_fingerprint(auto_params: dict) -> str:
@@ -59,7 +95,7 @@ def fingerprints(manifest: dict) -> dict:
     code = manifest.get("code") or {}
     parts = {
         "code": code_fingerprint(code),
-        "command": command_fingerprint(code),
+        "command": command_fingerprint(code, manifest.get("data") or {}),
         "data": data_fingerprint(manifest.get("data") or {}),
         "params": params_fingerprint(manifest.get("params") or {}, manifest.get("seed"),
                                      manifest.get("determinism")),
