@@ -67,20 +67,29 @@ def user_module_paths(modules=None, *, exclude_dirs=()) -> list[str]:
     modules = sys.modules if modules is None else modules
     library = _library_dirs()
     excluded = [os.path.realpath(d) for d in exclude_dirs if d] + [_MLREPRO_DIR]
+    skip = tuple(d.rstrip(os.sep) + os.sep for d in library + excluded)
     out = set()
     for module in list(modules.values()):
         path = getattr(module, "__file__", None)
         if not isinstance(path, str) or not path.endswith(".py"):
             continue
-        real = os.path.realpath(path)
-        parts = real.split(os.sep)
-        if any(p in _INSTALLED_PARTS for p in parts):
+        # string tests first: a TensorFlow process has thousands of installed modules,
+        # and resolving each path costs a stat per directory (~0.3 s in all)
+        if path.startswith(skip) or _installed(path):
             continue
-        if any(_under(real, d) for d in library) or any(_under(real, d) for d in excluded):
+        real = os.path.realpath(path)
+        if _installed(real) or real.startswith(skip):
             continue
         if os.path.isfile(real):
             out.add(real)
     return sorted(out)
+
+
+_NEEDLES = tuple(f"{os.sep}{part}{os.sep}" for part in _INSTALLED_PARTS)
+
+
+def _installed(path: str) -> bool:
+    return _NEEDLES[0] in path or _NEEDLES[1] in path
 
 
 def project_root(entry: str | None, paths: list[str], git_root: str | None = None) -> str:
