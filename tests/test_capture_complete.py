@@ -231,3 +231,32 @@ def test_a_data_argument_is_the_same_command_relative_or_absolute():
     other["code"] = dict(other["code"], argv=["train.py", "--data", "../data/other.npz"],
                          cwd="/work/proj")
     assert fingerprints(other)["command"] != fingerprints(rel)["command"]
+
+
+LATE = """\
+import sys
+import mlrepro
+if sys.argv[1] == "before":
+    import tensorflow
+run = mlrepro.start_run(project="order")
+if sys.argv[1] == "after":
+    import tensorflow                      # the usual order: after `start_run`
+run.finish()
+print("run_id=" + run.id)
+"""
+
+
+def test_frameworks_are_recorded_whether_imported_before_or_after_the_run_started(tmp_path):
+    proj = tmp_path / "order"
+    proj.mkdir()
+    (proj / "late.py").write_text(LATE)
+    store_dir = str(tmp_path / "store")
+    env = _env(tmp_path, MLREPRO_STORE=store_dir, TF_CPP_MIN_LOG_LEVEL="3")
+    before = _run(str(proj), ["late.py", "before"], env)
+    after = _run(str(proj), ["late.py", "after"], env)
+    store = LocalStore(store_dir)
+    mb, ma = store.read_manifest(before), store.read_manifest(after)
+    assert ma["environment"]["frameworks"] == mb["environment"]["frameworks"]
+    assert "tensorflow" in ma["environment"]["frameworks"]
+    assert "tf_built_with_cuda" in ma["environment"]["frameworks"]    # known only once imported
+    assert ma["fingerprints"]["environment"] == mb["fingerprints"]["environment"]
