@@ -29,6 +29,10 @@ EVENTS_FILE = "events.jsonl"
 # Written into exported models ({"run_id", "project", "store"}) so `mlrepro trace` can
 # name the run that made a model found anywhere.
 EMBEDDED_RUN_FILE = "mlrepro_run.json"
+# Written into every directory mlrepro creates for its own files (stores, checkpoint dirs),
+# as Python's venv does, so that git (and so code capture) never sees what is inside.
+GITIGNORE_FILE = ".gitignore"
+GITIGNORE_TEXT = "# Created by mlrepro: run records and checkpoints, not source code\n*\n"
 
 # Statuses. `crashed` is never written: it is how a `running` record with a dead
 # writer reads (see `effective_status`).

@@ -73,6 +73,13 @@ def test_planted_secrets_never_reach_the_store(tmp_path):
     assert m["environment"]["variables"]["SM_HPS"] == {"epochs": 3, "wandb_api_key": "***"}
     assert "AWS_SECRET_ACCESS_KEY" not in m["environment"]["variables"]
     assert m["code"]["dirty"] is True
+    events = LocalStore(store).read_events(run_id)
+    assert [e["message"] for e in events if e["kind"] == "warning"] == [
+        "cannot reach https://***@mirror.example.com/x with ***"]
+    fetched = [e for e in events if e["kind"] == "fetched"][0]
+    assert fetched["hf_token"] == "***" and fetched["note"] == "key ***"
+    # and the warning printed on stderr is the redacted one
+    assert "PLANTED" not in proc.stderr and "AKIAPLANTED" not in proc.stderr
 
 
 def test_redaction_rules():

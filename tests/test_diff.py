@@ -186,7 +186,8 @@ def test_diff_without_the_repository_diffs_the_stored_entry_points(count_repo, c
     shutil.rmtree(os.path.join(r["repo"], ".git"))  # the repository is gone
     monkeypatch.chdir(r["base"])
     source = _diff_json(capsys, r["store"], a, b)["code"]["source"]
-    assert source["how"] == "entry point" and "--repo" in source["note"]
+    assert source["how"] == "stored modules" and "--repo" in source["note"]
+    assert "--- a/count.py\n+++ b/count.py" in source["unified_diff"]
     assert "-SCALE_OFFSET = 0.0\n+SCALE_OFFSET = 2.0" in source["unified_diff"]
 
 

@@ -343,7 +343,7 @@ def test_reproduce_of_a_run_outside_git_uses_the_stored_script(tmp_path, capsys)
     (plain / "count.py").write_text("raise SystemExit('the script on disk changed')\n")
     assert main(["reproduce", run_id, "--store", env["MLREPRO_STORE"]]) == 0
     out = capsys.readouterr().out
-    assert "code         stored entry-point source" in out and "bit-identical" in out
+    assert "code         stored sources of 1 module(s)" in out and "bit-identical" in out
 
 
 def test_reproduce_needs_the_commit_and_says_how_to_point_at_it(count_repo, capsys, monkeypatch):

@@ -43,7 +43,8 @@ def test_run_records_params_metrics_tags_and_artifacts(store_dir, tmp_path):
     assert pts.steps("loss") == list(range(20))
     assert [p[3] for p in pts.series["loss"]] == [0] * 10 + [1] * 10
     assert pts.steps("val_acc") == [20]  # one past the last step logged
-    assert m["fingerprint"] and set(m["fingerprints"]) == {"code", "data", "params",
+    assert m["fingerprint"] and set(m["fingerprints"]) == {"code", "command", "data",
+                                                            "params", "config",
                                                             "environment", "run"}
     kinds = [e["kind"] for e in store.read_events(run.id)]
     assert kinds[0] == "started" and "status" in kinds

@@ -43,7 +43,9 @@ def retained(model_dir: str) -> list[str]:
     paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
     if state.model_checkpoint_path and state.model_checkpoint_path not in paths:
         paths.append(state.model_checkpoint_path)
-    return [p if os.path.isabs(p) else os.path.join(model_dir, p) for p in paths if p]
+    # TensorFlow has already joined a relative entry to `model_dir` (a relative model_dir
+    # gives paths relative to the working directory): joining again named nothing.
+    return [os.path.abspath(p) for p in paths if p]
 
 
 class CheckpointRecorder:

@@ -83,7 +83,13 @@ def run_config(model_dir: str | None = None, *, seed: int | None = None,
 
     applied = apply_seed(seed, deterministic)
     seed = applied["seed"]
-    model_dir = os.fspath(model_dir) if model_dir is not None else model_dir_for(rt)
+    if model_dir is None:
+        model_dir = model_dir_for(rt)
+        if "://" not in model_dir:  # a directory mlrepro chose: never captured as code
+            from mlrepro.store.files import make_own_dir
+
+            make_own_dir(model_dir)
+    model_dir = os.fspath(model_dir)
     return tf.estimator.RunConfig(model_dir=model_dir, tf_random_seed=seed,
                                   train_distribute=strategy, **kwargs)
 

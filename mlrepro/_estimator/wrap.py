@@ -140,11 +140,11 @@ def wrap_model_fn(model_fn: Callable, *, project: str, store=None, name: str | N
     def _translated(exc, mode):
         return translate(exc, mode)
 
-    def _finish(result, mode, params, config):
+    def _finish(result, mode, params, config, features=None):
         spec = check_spec(result, mode)
         if mode not in ("train", "eval"):
             return spec
-        return _attach(spec, mode, params, config)
+        return _attach(spec, mode, params, config, features)
 
     def model_fn_recorded_by_mlrepro(features, labels, mode, params, config):
         # Under a distribution strategy the Estimator runs model_fn through autograph: the
@@ -157,9 +157,9 @@ def wrap_model_fn(model_fn: Callable, *, project: str, store=None, name: str | N
             if translated is not None:
                 raise translated from exc
             raise
-        return _finish(result, mode, params, config)
+        return _finish(result, mode, params, config, features)
 
-    def _attach(spec, mode, params, config):
+    def _attach(spec, mode, params, config, features=None):
         model_dir = getattr(config, "model_dir", None)
         if not model_dir:
             raise MlreproError("the Estimator has no model_dir: give one, e.g. "
@@ -174,10 +174,14 @@ def wrap_model_fn(model_fn: Callable, *, project: str, store=None, name: str | N
         from mlrepro._estimator.hooks import EvalRecorder, TrainRecorder
 
         if mode == "train":
+            from mlrepro._estimator import autocapture
+
+            fetch = autocapture.capture(run, load_tf().compat.v1.get_default_graph(), features)
             every = every_n_steps or getattr(config, "save_summary_steps", None) \
                 or DEFAULT_EVERY_N_STEPS
             hook = TrainRecorder(
-                run, loss=spec.loss, every_n_steps=every, tensors=wanted, model_dir=model_dir,
+                run, loss=spec.loss, every_n_steps=every, tensors={**fetch, **wanted},
+                model_dir=model_dir,
                 checkpoints=checkpoints,
                 save_steps=getattr(config, "save_checkpoints_steps", None),
                 resync=bool(getattr(config, "num_ps_replicas", 0)))

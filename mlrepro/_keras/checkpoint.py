@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from mlrepro._keras import flavour
+from mlrepro.store.files import make_own_dir
 
 PREFIX = "ckpt-epoch-"
 STATE_FILE = "state.npz"
@@ -118,7 +119,7 @@ def save(model: Any, directory: str, *, epoch: int, global_step: int, extra: dic
 
     import numpy as np
 
-    os.makedirs(directory, exist_ok=True)
+    make_own_dir(directory)   # with a .gitignore of `*`: checkpoints are never code
     final = os.path.join(directory, name(epoch))
     tmp = tempfile.mkdtemp(prefix=".tmp-" + name(epoch) + "-", dir=directory)
     try:

@@ -96,14 +96,16 @@ def _arrays(named: dict) -> dict:
 def _dataset(ds: Any, pipe: "pipeline.Pipeline") -> dict:
     spec = pipeline.element_spec(ds)
     card = pipeline.cardinality(ds)
-    out: dict = {"kind": "tf.data", "element_spec": spec, "cardinality": card,
+    out: dict = {"kind": "tf.data", "source": "tf.data pipeline", "element_spec": spec,
+                 "cardinality": card,
                  "ops": [op for op in pipe.ops if op.endswith("Dataset") or "Dataset" in op]}
     if pipe.error:
         out["graph_error"] = pipe.error
     h = hashlib.sha256(f"{spec}|{card}\n".encode())
     if pipe.files:
-        files = fingerprint_files(pipe.files, source="tf.data")
+        files = fingerprint_files(pipe.files)
         out.update(method=METHOD_FILES, files=files.get("files"), size=files.get("size"),
+                   source=files.get("root"), root=files.get("root"),
                    files_digest=files.get("digest"), file_list=files.get("file_list"),
                    cached_files=files.get("cached"))
         h.update(f"files={files.get('digest')}\n".encode())

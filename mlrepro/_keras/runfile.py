@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from mlrepro.record import EMBEDDED_RUN_FILE
-from mlrepro.store.files import atomic_write_json
+from mlrepro.store.files import atomic_write_json, make_own_dir
 from mlrepro.store.local import pid_alive
 
 RUN_FILE = EMBEDDED_RUN_FILE  # beside the checkpoints; the same name as in exports
@@ -38,7 +38,7 @@ def read(directory: str) -> dict | None:
 
 def write(directory: str, **fields: Any) -> dict:
     """Replace the run file atomically with `fields` plus who wrote it and when."""
-    os.makedirs(directory, exist_ok=True)
+    make_own_dir(directory)
     value = {**fields, "host": socket.gethostname(), "pid": os.getpid(), "updated": time.time()}
     atomic_write_json(path(directory), value)
     return value

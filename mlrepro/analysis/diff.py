@@ -24,10 +24,29 @@ def run_diff(store, ref_a: str, ref_b: str, *, repo: str | None = None) -> dict:
     """The full comparison of two runs of `store`, as plain JSON-able data."""
     id_a, id_b = store.resolve(ref_a), store.resolve(ref_b)
     ma, mb = store.read_manifest(id_a), store.read_manifest(id_b)
+    ma, mb = _with_file_lists(ma, store), _with_file_lists(mb, store)
     out = compare_manifests(ma, mb)
     out["code"]["source"] = code_changes(ma, mb, store, repo=repo)
     pa, pb = store.read_points(id_a), store.read_points(id_b)
     out["metrics"] = diff_metrics(pa.series, pb.series)
+    return out
+
+
+def _with_file_lists(manifest: dict, store) -> dict:
+    """The manifest with each data input's full file list read back from its object."""
+    import copy
+    import json
+
+    out = copy.deepcopy(manifest)
+    for fp in (out.get("data") or {}).values():
+        for part in [fp, *((fp or {}).get("parts") or {}).values()]:
+            digest = (part or {}).get("file_list_object")
+            if not digest:
+                continue
+            try:
+                part["file_list"] = json.loads(store.read_object(digest).decode("utf-8"))
+            except Exception:  # noqa: BLE001 - the inline head of the list is still there
+                part["file_list_note"] = f"the full file list (object {digest[:12]}) is missing"
     return out
 
 
@@ -39,7 +58,7 @@ def code_changes(ma: dict, mb: dict, store, *, repo: str | None = None) -> dict:
     entry-point sources are diffed.
     """
     ca, cb = ma.get("code") or {}, mb.get("code") or {}
-    keys = ("commit", "patch", "entry_point_object", "entry_point")
+    keys = ("commit", "patch", "entry_point_object", "entry_point", "modules")
     if all(ca.get(k) == cb.get(k) for k in keys):
         return {"how": "same", "commits": [], "unified_diff": ""}
     commit_a, commit_b = ca.get("commit"), cb.get("commit")
@@ -54,11 +73,43 @@ def code_changes(ma: dict, mb: dict, store, *, repo: str | None = None) -> dict:
             try:
                 return _git_changes(root, ca, cb, store)
             except MlreproError as exc:
-                note = f"git could not rebuild both trees ({exc}); showing the entry point only"
+                note = f"git could not rebuild both trees ({exc}); showing the stored sources"
         else:
             note = (f"no repository holds both commits (looked in {', '.join(looked) or 'none'}; "
-                    "pass --repo PATH): showing the entry point's source only")
+                    "pass --repo PATH): showing the stored sources")
+    if ca.get("modules") and cb.get("modules"):
+        return _module_changes(ca, cb, store, note)
     return _entry_point_changes(ca, cb, store, note)
+
+
+def _read_text(store, digest: str | None) -> str:
+    try:
+        return store.read_object(digest).decode("utf-8", "replace") if digest else ""
+    except Exception:  # noqa: BLE001 - a missing object leaves that side empty
+        return ""
+
+
+def _unified(text_a: str, text_b: str, name_a: str, name_b: str) -> str:
+    lines = difflib.unified_diff(text_a.splitlines(keepends=True),
+                                 text_b.splitlines(keepends=True),
+                                 fromfile=name_a, tofile=name_b)
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def _module_changes(ca: dict, cb: dict, store, note: str | None) -> dict:
+    """Every stored user module of the two runs, diffed file by file (`a/model.py` ...)."""
+    mods_a, mods_b = dict(ca.get("modules") or {}), dict(cb.get("modules") or {})
+    text = ""
+    for path in sorted(set(mods_a) | set(mods_b)):
+        da, db = mods_a.get(path), mods_b.get(path)
+        if da == db:
+            continue
+        text += _unified(_read_text(store, da), _read_text(store, db),
+                         f"a/{path}" if da else "/dev/null", f"b/{path}" if db else "/dev/null")
+    out = {"how": "stored modules", "commits": [], "unified_diff": _cap(text.rstrip("\n"))}
+    if note:
+        out["note"] = note
+    return out
 
 
 def _git_changes(root: str, ca: dict, cb: dict, store) -> dict:
@@ -154,6 +205,10 @@ def _code_lines(code: dict) -> list[str]:
         lines.append(f"  patch      {patch['a'][:12]} (both)")
     if not code["entry_point"]["same"]:
         lines.append(f"  entry      {code['entry_point']['a']} -> {code['entry_point']['b']}")
+    modules = code.get("modules") or {}
+    for kind in ("changed", "added", "removed"):
+        if modules.get(kind):
+            lines.append(f"  {kind:<10} {', '.join(modules[kind][:10])}")
     args = code["arguments"]
     if not args["same"] and args.get("changes"):
         lines.append(f"  arguments  {'; '.join(args['changes'])}")

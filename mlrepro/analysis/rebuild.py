@@ -1,4 +1,7 @@
-"""Rebuilding a run's code from its record: the commit plus the stored patch, or the stored script.
+"""Rebuilding a run's code from its record: the commit plus the stored patch, or the stored modules.
+
+Outside git (or when the commit is gone), every user module the run imported is
+written back at its recorded path, so the entry point's own imports resolve.
 
 Nothing here writes to the user's repository: code is checked out into a scratch
 `git clone --shared`, which reads the repository's objects and writes only its own.
@@ -178,6 +181,7 @@ def rebuild_code(manifest: dict, store, dest: str, *, repo: str | None = None,
         return _from_entry_source(code, store, dest, run_id, notes)
     entry = os.path.join(dest, entry_rel)
     _check_entry(code, store, entry, notes)
+    _restore_modules(code, store, dest, notes, only_different=True)
     if code.get("untracked_not_captured"):
         notes.append("untracked files too large to record are missing from the rebuilt tree: "
                      + ", ".join(code["untracked_not_captured"][:5]))
@@ -222,7 +226,66 @@ def _cwd(dest: str, code: dict) -> str:
     return dest
 
 
+def _safe_rel(rel: str) -> str | None:
+    parts = [p for p in str(rel).replace("\\", "/").split("/") if p not in ("", ".")]
+    if not parts or ".." in parts or str(rel).startswith("/"):
+        return None
+    return os.path.join(*parts)
+
+
+def _restore_modules(code: dict, store, dest: str, notes: list[str], *,
+                     only_different: bool) -> int:
+    """Write each stored user module to its place under `dest`; returns how many were written.
+
+    With `only_different`, a module the commit and patch already rebuilt byte for byte
+    is left alone (in git, the stored modules only fill what git does not hold).
+    """
+    written = 0
+    for rel, digest in sorted((code.get("modules") or {}).items()):
+        safe = _safe_rel(rel)
+        if safe is None:
+            continue
+        path = os.path.join(dest, safe)
+        if only_different:
+            try:
+                with open(path, "rb") as fh:
+                    if sha256(fh.read()) == digest:
+                        continue
+            except OSError:
+                pass
+        data = _read_object(store, digest, f"module {rel}")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as fh:
+            fh.write(data)
+        written += 1
+    if written and only_different:
+        notes.append(f"{written} imported module(s) restored from their stored source (the "
+                     "commit and patch did not hold them as the run imported them)")
+    return written
+
+
+def _from_modules(code: dict, store, dest: str, notes: list[str]) -> Rebuilt:
+    """The whole tree of user modules the run imported, each at its recorded path."""
+    os.makedirs(dest)
+    count = _restore_modules(code, store, dest, notes, only_different=False)
+    entry = os.path.join(dest, _safe_rel(code.get("entry_point") or "") or "")
+    _check_entry(code, store, entry, notes)
+    notes.append(f"rebuilt from the {count} stored module(s) the run imported")
+    if code.get("modules_outside_root"):
+        notes.append("modules imported from outside the project root are not part of the "
+                     "record: " + ", ".join(code["modules_outside_root"][:5]))
+    cwd = dest
+    rel = _safe_rel(code.get("cwd_in_root") or code.get("cwd_in_repo") or "")
+    if rel and os.path.isdir(os.path.join(dest, rel)):
+        cwd = os.path.join(dest, rel)
+    return Rebuilt(root=dest, entry=entry, cwd=cwd,
+                   how=f"stored sources of {count} module(s)", notes=notes)
+
+
 def _from_entry_source(code: dict, store, dest: str, run_id, notes: list[str]) -> Rebuilt:
+    if code.get("modules") and code.get("entry_point") and \
+            _safe_rel(code["entry_point"]) in {_safe_rel(r) for r in code["modules"]}:
+        return _from_modules(code, store, dest, notes)
     digest = code.get("entry_point_object")
     if not digest:
         raise MlreproError(f"run {run_id} has neither a commit nor a stored entry point: its "

@@ -2,7 +2,10 @@
 
 The patch holds staged and unstaged changes against HEAD plus untracked source
 files (not ignored, at most `MAX_UNTRACKED_BYTES` each), so `git apply` on the
-commit rebuilds the exact tree the run used.
+commit rebuilds the exact tree the run used. Directories mlrepro writes into (a
+store, a checkpoint directory) are never part of it, `.gitignore` or not. Every
+user module the run imported is captured too (`mlrepro.capture.modules`), in git
+and outside it.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
+from mlrepro.capture.modules import Modules, capture_modules
 from mlrepro.capture.redact import redact_argv, redact_url
+from mlrepro.record import EMBEDDED_RUN_FILE, INDEX_FILE, OBJECTS_DIR, RUNS_DIR
 
 MAX_UNTRACKED_BYTES = 1 << 20
 MAX_UNTRACKED_FILES = 200
@@ -26,6 +31,7 @@ class CodeSnapshot:
     info: dict = field(default_factory=dict)
     patch: bytes | None = None
     entry_source: bytes | None = None
+    modules: Modules | None = None
 
 
 def _git(args: list[str], cwd: str, *, binary: bool = False, ok_codes=(0,)):
@@ -46,8 +52,47 @@ def entry_point(argv: list[str] | None = None) -> str | None:
     return None
 
 
-def capture_code(argv: list[str] | None = None, cwd: str | None = None) -> CodeSnapshot:
-    """Capture code state around the entry point (or cwd); never raises."""
+def is_mlrepro_dir(path: str) -> bool:
+    """A store (`index.sqlite`, or `runs/` beside `objects/`) or a checkpoint dir mlrepro names."""
+    if os.path.exists(os.path.join(path, INDEX_FILE)):
+        return True
+    if os.path.isdir(os.path.join(path, RUNS_DIR)) and os.path.isdir(os.path.join(path, OBJECTS_DIR)):
+        return True
+    return os.path.isfile(os.path.join(path, EMBEDDED_RUN_FILE))
+
+
+def _not_mlrepro(root: str, paths: list[str], exclude_dirs) -> tuple[list[str], list[str]]:
+    """(paths outside mlrepro's own directories, the directories left out)."""
+    excluded = [os.path.realpath(d) for d in exclude_dirs if d]
+    verdict: dict[str, bool] = {}
+    left_out: set[str] = set()
+    keep = []
+    for rel in paths:
+        parts = rel.split("/")[:-1]
+        owner = None
+        for i in range(1, len(parts) + 1):
+            d = "/".join(parts[:i])
+            if d not in verdict:
+                full = os.path.realpath(os.path.join(root, d))
+                verdict[d] = full in excluded or is_mlrepro_dir(full)
+            if verdict[d]:
+                owner = d
+                break
+        if owner is None:
+            keep.append(rel)
+        else:
+            left_out.add(owner)
+    return keep, sorted(left_out)
+
+
+def capture_code(argv: list[str] | None = None, cwd: str | None = None, *,
+                 exclude_dirs=(), modules: bool = True) -> CodeSnapshot:
+    """Capture code state around the entry point (or cwd); never raises.
+
+    Args:
+        exclude_dirs: directories never captured (the run's own store).
+        modules: also read every user module imported so far.
+    """
     argv = list(sys.argv if argv is None else argv)
     snap = CodeSnapshot()
     entry = entry_point(argv)
@@ -66,6 +111,8 @@ def capture_code(argv: list[str] | None = None, cwd: str | None = None) -> CodeS
         info["git"] = None
         if entry:
             info["entry_point"] = os.path.basename(entry)
+        if modules:
+            _add_modules(snap, info, entry, None, exclude_dirs)
         snap.info = info
         return snap
     try:
@@ -90,6 +137,9 @@ def capture_code(argv: list[str] | None = None, cwd: str | None = None) -> CodeS
         untracked = [p for p in _git(["ls-files", "--others", "--exclude-standard", "-z"],
                                      root, binary=True).decode("utf-8", "replace").split("\0")
                      if p]
+        untracked, own_dirs = _not_mlrepro(root, untracked, exclude_dirs)
+        if own_dirs:
+            info["mlrepro_dirs_not_captured"] = own_dirs[:50]
         skipped = []
         for rel in untracked[:MAX_UNTRACKED_FILES]:
             full = os.path.join(root, rel)
@@ -108,7 +158,39 @@ def capture_code(argv: list[str] | None = None, cwd: str | None = None) -> CodeS
             info["untracked_not_captured"] = skipped[:50]
         snap.patch = patch or None
         info["repo_name"] = os.path.basename(root)
+        if modules:
+            _add_modules(snap, info, entry, root, exclude_dirs)
     except Exception as exc:  # noqa: BLE001
         info["error"] = f"code capture incomplete: {exc}"
     snap.info = info
     return snap
+
+
+def _add_modules(snap: CodeSnapshot, info: dict, entry: str | None, git_root: str | None,
+                 exclude_dirs) -> None:
+    """The user modules imported so far; outside git the entry point is named from their root."""
+    try:
+        found = capture_modules(entry, git_root=git_root, exclude_dirs=exclude_dirs)
+    except Exception as exc:  # noqa: BLE001 - the rest of the code record stands
+        info["modules_error"] = f"{type(exc).__name__}: {exc}"[:300]
+        return
+    snap.modules = found
+    info.update(module_fields(found))
+    if git_root is None:
+        if entry:
+            info["entry_point"] = os.path.relpath(os.path.realpath(entry), found.root) \
+                .replace(os.sep, "/")
+        cwd = os.path.realpath(os.getcwd())
+        if cwd == found.root or cwd.startswith(found.root + os.sep):
+            info["cwd_in_root"] = os.path.relpath(cwd, found.root).replace(os.sep, "/")
+
+
+def module_fields(found: Modules) -> dict:
+    """What the `code` section says about the modules (their objects are stored apart)."""
+    out: dict = {"modules": found.listing(),
+                 "modules_size": sum(len(b) for b in found.files.values())}
+    if found.outside:
+        out["modules_outside_root"] = list(found.outside)
+    if found.too_large:
+        out["modules_not_captured"] = found.too_large[:50]
+    return out

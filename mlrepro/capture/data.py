@@ -17,6 +17,7 @@ from mlrepro import env
 
 _CHUNK = 4 << 20
 MAX_RECORDED_PATHS = 100
+INLINE_FILE_LIST = 100   # entries of a file list kept in the manifest; the rest in an object
 _lock = threading.Lock()
 
 
@@ -113,9 +114,11 @@ def fingerprint_files(paths: Iterable[str], *, source: str | None = None, cache:
         rel = os.path.relpath(os.path.abspath(f), root).replace(os.sep, "/")
         h.update(f"{rel}\0{st.st_size}\0{digests[f]}\n".encode("utf-8"))
         listing.append({"path": rel, "size": st.st_size, "sha256": digests[f]})
-    return {"kind": "files", "source": source or root, "files": len(files),
+    # Every file is listed (a run moves a long list into an object of its own, see
+    # `Run.log_data`), so a diff can name the one file of thousands that changed.
+    return {"kind": "files", "source": source or root, "root": root, "files": len(files),
             "size": sum(st.st_size for st in stats), "digest": h.hexdigest(),
-            "file_list": listing[:100], "cached": len(files) - len(todo),
+            "file_list": listing, "cached": len(files) - len(todo),
             # The inputs as given (when few), so `mlrepro reproduce` can fingerprint them again.
             "paths": [os.path.abspath(p) for p in paths]
             if len(paths) <= MAX_RECORDED_PATHS else None}

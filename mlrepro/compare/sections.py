@@ -54,10 +54,27 @@ def is_empty(diff: Mapping) -> bool:
                                          "downgraded"))
 
 
+def flatten(value: Mapping | None, prefix: str = "") -> dict:
+    """Nested dicts as dotted keys, so a diff names `optimizer.learning_rate`, not `optimizer`.
+
+    Example:
+        >>> flatten({"optimizer": {"name": "SGD", "momentum": 0.9}, "epochs": 2})
+        {'optimizer.name': 'SGD', 'optimizer.momentum': 0.9, 'epochs': 2}
+    """
+    out: dict = {}
+    for key, item in (value or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(item, Mapping) and item:
+            out.update(flatten(item, name + "."))
+        else:
+            out[name] = item
+    return out
+
+
 def diff_params(a: Mapping, b: Mapping) -> dict:
-    """User params and auto-captured params of two manifests, diffed separately."""
+    """User params and auto-captured params (nested ones by dotted name), diffed separately."""
     params = diff_mapping(a.get("params"), b.get("params"))
-    auto = diff_mapping(a.get("auto_params"), b.get("auto_params"))
+    auto = diff_mapping(flatten(a.get("auto_params")), flatten(b.get("auto_params")))
     return {"same": is_empty(params) and is_empty(auto), "params": params, "auto_params": auto}
 
 
@@ -83,6 +100,10 @@ def diff_code(a: Mapping, b: Mapping) -> dict:
         "entry_point_object": _pair(a.get("entry_point_object"), b.get("entry_point_object")),
         "remote": _pair(a.get("remote"), b.get("remote")),
     }
+    mods_a, mods_b = dict(a.get("modules") or {}), dict(b.get("modules") or {})
+    files = diff_mapping(mods_a, mods_b)
+    out["modules"] = {"same": is_empty(files), "changed": sorted(files["changed"]),
+                      "added": sorted(files["added"]), "removed": sorted(files["removed"])}
     args_a, args_b = list(a.get("argv") or [])[1:], list(b.get("argv") or [])[1:]
     out["arguments"] = dict(_pair(args_a, args_b), changes=argument_changes(args_a, args_b))
     return out

@@ -200,16 +200,56 @@ class Run:
         if not code:
             return
         try:
-            snap = capture_code()
+            snap = capture_code(exclude_dirs=self._own_dirs())
             info = dict(snap.info)
             if snap.patch:
                 info["patch"] = self._keep_object(snap.patch)
                 info["patch_size"] = len(snap.patch)
             if snap.entry_source is not None:
                 info["entry_point_object"] = self._keep_object(snap.entry_source)
+            for data in (snap.modules.files.values() if snap.modules else ()):
+                self._keep_object(data)
             self.manifest["code"] = info
+            self._modules_root = snap.modules.root if snap.modules else None
         except Exception as exc:  # noqa: BLE001
             self._warn(f"code capture failed: {exc!r}")
+
+    def _own_dirs(self) -> list[str]:
+        root = getattr(self.store, "root", None)
+        return [root] if isinstance(root, str) else []
+
+    def _refresh_modules(self) -> None:
+        """Add the user modules imported since the run started (the usual order in a script)."""
+        root = getattr(self, "_modules_root", None)
+        if root is None:
+            return
+        from mlrepro.capture.code import module_fields
+        from mlrepro.capture.modules import capture_modules
+
+        try:
+            with self._lock:
+                code = self.manifest.get("code") or {}
+                known = dict(code.get("modules") or {})
+            # the same root as at the start, so that paths stay comparable
+            found = capture_modules(None, git_root=root, exclude_dirs=self._own_dirs())
+            new = {rel: data for rel, data in found.files.items() if rel not in known}
+            if not new:
+                return
+            for data in new.values():
+                self._writer.submit(ObjectPut(data=data))
+            with self._lock:
+                fields = module_fields(found)
+                merged = {**fields["modules"], **known}   # as first read, when read twice
+                code = self.manifest.setdefault("code", {})
+                code["modules"] = dict(sorted(merged.items()))
+                code["modules_size"] = code.get("modules_size", 0) + sum(
+                    len(b) for b in new.values())
+                for key in ("modules_outside_root", "modules_not_captured"):
+                    if fields.get(key):
+                        code[key] = sorted(set(code.get(key) or []) | set(fields[key]))[:50]
+                self._dirty = True
+        except Exception as exc:  # noqa: BLE001
+            self._warn(f"capturing modules imported during the run failed: {exc!r}")
 
     def _keep_object(self, data: bytes) -> str:
         """Queue bytes to be stored as an object; returns their digest."""
@@ -350,11 +390,30 @@ class Run:
     def log_data(self, name: str, fingerprint: Mapping) -> None:
         """Record the fingerprint of one input (see `mlrepro.capture.data`)."""
         try:
+            fp = self._file_list_apart(redact(jsonable(dict(fingerprint))))
             with self._lock:
-                self.manifest["data"][str(name)] = jsonable(dict(fingerprint))
+                self.manifest["data"][str(name)] = fp
                 self._dirty = True
         except Exception as exc:  # noqa: BLE001
             self._warn(f"log_data failed: {exc!r}")
+
+    def _file_list_apart(self, fp: dict) -> dict:
+        """A long file list is stored as an object; the manifest keeps its head and digest."""
+        from mlrepro.capture.data import INLINE_FILE_LIST
+
+        for part in [fp, *(v for v in (fp.get("parts") or {}).values() if isinstance(v, dict))]:
+            listing = part.get("file_list")
+            if isinstance(listing, list) and len(listing) > INLINE_FILE_LIST:
+                data = record.canonical_json(listing).encode("utf-8")
+                put = ObjectPut(data=data)
+                if self._writer is not None:
+                    self._writer.submit(put)
+                else:
+                    self._objects.append(put)
+                part["file_list"] = listing[:INLINE_FILE_LIST]
+                part["file_list_object"] = hashlib.sha256(data).hexdigest()
+                part["file_list_entries"] = len(listing)
+        return fp
 
     def set_section(self, section: str, value: Any) -> None:
         """Replace a manifest section owned by an integration (e.g. `runtime`, `resume`)."""
@@ -392,7 +451,7 @@ class Run:
             return
         try:
             self._writer.submit(EventsAppend(self.id, [{"time": time.time(), "kind": kind,
-                                                         **jsonable(fields)}]))
+                                                         **redact(jsonable(fields))}]))
         except Exception:  # noqa: BLE001
             pass
 
@@ -401,6 +460,7 @@ class Run:
         with self._lock:
             self.manifest["warnings"] = self._warnings
             self._dirty = True
+        message = redact_text(str(message))  # events and stderr logs alike never hold secrets
         self.event("warning", message=message)
         warn("mlrepro: " + message)
 
@@ -553,6 +613,7 @@ class Run:
         registry.remove(self)
         if self._writer is None:
             return True
+        self._refresh_modules()
         self.event("status", status=status)
         ok = self._writer.close(timeout)
         for observer in self._observers:

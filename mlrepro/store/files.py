@@ -11,7 +11,7 @@ import json
 import os
 import secrets
 
-from mlrepro.record import canonical_json
+from mlrepro.record import GITIGNORE_FILE, GITIGNORE_TEXT, canonical_json
 
 FILE_MODE = 0o666    # before the umask: files appended to or rewritten
 OBJECT_MODE = 0o444  # before the umask: content-addressed objects never change
@@ -44,6 +44,23 @@ def atomic_write_bytes(path: str, data: bytes, *, fsync: bool = True) -> None:
         except OSError:
             pass
         raise
+
+
+def make_own_dir(path: str) -> None:
+    """Create a directory for mlrepro's own files, with a `.gitignore` of `*` if it is new.
+
+    Like Python's venv: a store or checkpoint directory created inside a user's git
+    checkout stays out of `git status`, so it is never captured as the run's code.
+    A directory that already exists is left as it is (it may be the user's own).
+    """
+    if os.path.isdir(path):
+        return
+    os.makedirs(path, exist_ok=True)
+    try:
+        with open(os.path.join(path, GITIGNORE_FILE), "x", encoding="utf-8") as fh:
+            fh.write(GITIGNORE_TEXT)
+    except OSError:
+        pass  # created by a concurrent process, or not writable: git status shows it
 
 
 def atomic_write_json(path: str, value, *, fsync: bool = True) -> None:

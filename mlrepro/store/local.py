@@ -27,7 +27,7 @@ from mlrepro.record import encode_points
 from mlrepro.store.base import (EventsAppend, ManifestWrite, MetricsAppend, ObjectPut, RunFilePut,
                                 Store, Write)
 from mlrepro.store.files import (OBJECT_MODE, append_bytes, atomic_write_bytes, atomic_write_json,
-                                 create_temp)
+                                 create_temp, make_own_dir)
 from mlrepro.store.index import MEMORY, Index
 from mlrepro.store.query import RunQuery, as_query
 
@@ -80,6 +80,7 @@ class LocalStore(Store):
         return path if os.path.exists(path) else None
 
     def _ensure_root(self) -> None:
+        make_own_dir(self.root)
         os.makedirs(os.path.join(self.root, record.RUNS_DIR), exist_ok=True)
         os.makedirs(os.path.join(self.root, record.OBJECTS_DIR), exist_ok=True)
 

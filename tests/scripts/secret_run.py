@@ -17,4 +17,8 @@ with mlrepro.start_run(project="secrets", store=store,
                                "note": "uses " + os.environ["AWS_ACCESS_KEY_ID"]},
                        tags={"who": os.environ["GITHUB_TOKEN"]}) as run:
     run.log_metrics({"loss": 0.5}, step=0)
+    run.warn(f"cannot reach https://ci:{os.environ['PLANTED_URLPASS']}@mirror.example.com/x "
+             f"with {os.environ['AWS_ACCESS_KEY_ID']}")
+    run.event("fetched", url=f"https://ci:{os.environ['PLANTED_URLPASS']}@mirror.example.com",
+              hf_token=os.environ["PLANTED_HF"], note="key " + os.environ["GITHUB_TOKEN"])
 print(run.id)
