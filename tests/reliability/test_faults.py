@@ -41,6 +41,13 @@ def _start(store, epochs=1000):
     while "training" not in lines and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert "training" in lines, proc.stderr.read() if proc.poll() is not None else "no start"
+    # The random kill counts from the run's first manifest, not from the script's start:
+    # on a loaded machine fit's set-up alone can outlast the random delay.
+    runs = os.path.join(store, "runs")
+    while time.time() < deadline and proc.poll() is None and not (
+            os.path.isdir(runs) and any(os.path.exists(os.path.join(runs, d, "run.json"))
+                                        for d in os.listdir(runs))):
+        time.sleep(0.02)
     return proc, lines, reader
 
 
