@@ -149,6 +149,7 @@ class ReproCallback(_Base):
     def _reset(self) -> None:
         self._owns_run = False
         self._writes = False
+        self._reads_along = False         # a non-writing MWMS worker: joins the chief's reads
         self._ckpt_dir: str | None = None
         self._step0 = 0                   # global step at the start of the current epoch
         self._epoch = 0
@@ -259,6 +260,7 @@ class ReproCallback(_Base):
             self._owns_run = True
         run = self.run
         self._writes = self._writes and getattr(run, "writes", True)
+        self._reads_along = not self._writes and _multi_worker(model)
         self._watch_fit(fit)
         self._stage("determinism", lambda: self._record_determinism(model))
         self._stage("check_workers", lambda: _check_workers(run, model))
@@ -442,6 +444,10 @@ class ReproCallback(_Base):
         if self._ckpt_dir is not None and self._writes and \
                 (epoch + 1) % self._checkpoint_every == 0:
             self._stage_epoch("checkpoint", lambda: self._save_checkpoint(epoch, step))
+        elif self._ckpt_dir is not None and self._reads_along and \
+                (epoch + 1) % self._checkpoint_every == 0:
+            self._stage_epoch("checkpoint", lambda: _in_scratch(lambda d: _ckpt.save(
+                self.model, d, epoch=epoch, global_step=step, extra={})))
         _order.set_epoch(epoch + 1)
         run.write_soon()
 
@@ -472,6 +478,8 @@ class ReproCallback(_Base):
             return
         if self._writes and self._formats and self._last_epoch is not None:
             self._stage_end("export", self._export_model)
+        elif self._reads_along and self._formats and self._last_epoch is not None:
+            self._stage_end("export", lambda: _in_scratch(self._export_along))
         if self._tb_writer is not None:
             run.after_writes(self._tb_writer.close)  # after the scalars queued before it
         _flavour.clear_initial_epoch(self.model)
@@ -504,6 +512,13 @@ class ReproCallback(_Base):
                 continue
             run.log_artifact(path, name=name, meta={**meta, "format": fmt})
         run.flush(EXPORT_FLUSH_TIMEOUT)
+
+    def _export_along(self, directory: str) -> None:
+        """The chief's `_export_model` reads, in its order, into a scratch directory."""
+        _ckpt.weights_digest(self.model)
+        writers = {"keras": _export.save_keras, "saved_model": _export.save_saved_model}
+        for fmt in self._formats:
+            writers[fmt](self.model, directory, self.run)
 
     # -- failures --------------------------------------------------------------------------------
     def _hook_failed(self, hook: str, exc: BaseException) -> None:
@@ -561,6 +576,29 @@ def _fit_gone(ref) -> None:
         self.run.finish(status, error=f"model.fit raised before on_train_end ({detail})")
     except Exception:  # noqa: BLE001
         pass
+
+
+def _multi_worker(model: Any) -> bool:
+    """Whether the model trains under MultiWorkerMirroredStrategy."""
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(getattr(model, "distribute_strategy", None),
+                                         tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def _in_scratch(write) -> None:
+    """Run `write(directory)` into a temporary directory, then remove it.
+
+    Under MultiWorkerMirroredStrategy reading a model's variables (a checkpoint, an
+    export) runs collectives that every worker must join, in the same order: when
+    only the chief wrote, the others would pair their next all-reduce with the
+    chief's reads, and training would fail or hang. So the workers that write
+    nothing take the same checkpoints and exports, and throw them away.
+    """
+    directory = tempfile.mkdtemp(prefix="mlrepro-along-")
+    try:
+        write(directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _check_workers(run: Any, model: Any) -> None:
