@@ -287,3 +287,16 @@ def test_a_worker_whose_chief_never_checks_warns_naming_the_chief_and_trains_on(
     assert "worker 0 (algo-1)" in logs[1] and "could not be reached" in logs[1]
     assert "training goes on" in logs[1]
     assert store.run_ids() == [chief["run_id"]]
+
+
+@pytest.mark.slow
+def test_under_mwms_a_worker_that_never_checks_costs_the_timeout_and_both_train_on(tmp_path):
+    script = str(tmp_path / "train.py")
+    shutil.copy(os.path.join(SCRIPTS, "mw_train.py"), script)
+    (chief, worker), logs, elapsed, store = _run_two_workers(
+        tmp_path, [script, script], extra=[{"MLREPRO_WORKERS_TIMEOUT": "3"},
+                                           {"MLREPRO_WORKERS_TIMEOUT": "3", "MW_SKIP_CHECK": "1"}])
+    assert chief["loss"] == worker["loss"] and len(chief["loss"]) == 2   # still in lock step
+    section = store.read_manifest(chief["run_id"])["workers"]
+    assert section["checked"] is False and section["missing"] == [{"rank": 1, "host": "algo-2"}]
+    assert "missing: worker 1 (algo-2)" in logs[0] and "training goes on" in logs[0]

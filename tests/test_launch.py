@@ -170,26 +170,25 @@ def test_dry_run_needs_no_credentials_or_network(project, tmp_path):
 
 
 def test_two_instances_ship_tf_keras_pinned_and_mlrepro_and_the_dry_run_says_so(
-        project, tmp_path):
-    env = child_env()
-    for name in list(env):
-        if name.startswith("AWS_"):
-            del env[name]
-    env.update(AWS_CONFIG_FILE=str(tmp_path / "none"), AWS_SHARED_CREDENTIALS_FILE=str(
-        tmp_path / "none"), AWS_EC2_METADATA_DISABLED="true", HOME=str(tmp_path))
-    args = [sys.executable, "-m", "mlrepro", "launch", str(project / "train.py"),
-            "--instance-type", "ml.m5.xlarge", "--role", ROLE, "--bucket", "b-1",
-            "--region", "eu-west-1", "--framework-version", TF, "--dry-run"]
-    two = subprocess.run(args + ["--instance-count", "2"], env=env, capture_output=True,
-                         text=True, timeout=300)
-    assert two.returncode == 0, two.stderr
-    assert json.loads(two.stdout)["ResourceConfig"]["InstanceCount"] == 2
+        project, tmp_path, capsys, monkeypatch):
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    args = ["launch", str(project / "train.py"), "--instance-type", "ml.m5.xlarge",
+            "--role", ROLE, "--bucket", "b-1", "--region", "eu-west-1",
+            "--framework-version", TF, "--dry-run"]
+    assert main(args + ["--instance-count", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["ResourceConfig"]["InstanceCount"] == 2
     assert f"ships requirements.txt with tf_keras=={TF}.* (Keras 3 cannot train on 2 " \
-           "instances" in two.stderr
-    assert "ships mlrepro (this package, mlrepro/ beside train.py)" in two.stderr
-    one = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
-    assert one.returncode == 0, one.stderr
-    assert "tf_keras" not in one.stderr and "ships mlrepro" in one.stderr
+           "instances" in err
+    assert "ships mlrepro (this package, mlrepro/ beside train.py)" in err
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert "tf_keras" not in err and "ships mlrepro" in err
 
 
 def test_staged_code_pins_tf_keras_beside_the_users_requirements(project, tmp_path):

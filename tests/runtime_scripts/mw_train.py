@@ -21,7 +21,8 @@ import tensorflow as tf  # noqa: E402  (tf.keras is tf_keras: TF_USE_LEGACY_KERA
 keras = tf.keras
 epochs = int(rt.hyperparameters.get("epochs", 2))
 run = mlrepro.start_run(project="multiworker", params=rt.hyperparameters, seed=3)
-workers = mlrepro.distribute.check_workers(run, strategy)
+workers = None if os.environ.get("MW_SKIP_CHECK") else \
+    mlrepro.distribute.check_workers(run, strategy)   # MW_SKIP_CHECK: a worker that never checks
 
 with strategy.scope():
     model = keras.Sequential([keras.layers.Dense(4, activation="relu", input_shape=(3,)),
