@@ -205,7 +205,7 @@ def check_workers(run: Any, strategy: Any = None, *, timeout: float | None = Non
     if not result["checked"] and rt.world_size > 1:
         run.warn(f"workers were not compared ({result['reason']}"
                  + "".join(f"; {p}" for p in problems)
-                 + f"); training goes on without the check")
+                 + "); training goes on without the check")
     elif result["checked"] and not result["consistent"]:
         own = [m for m in result["mismatches"] if m["rank"] == mine.rank]
         if rt.is_chief or own:
