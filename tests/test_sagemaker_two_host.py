@@ -78,21 +78,11 @@ def _toolkit_train() -> str:
 
 
 def _ports() -> tuple[int, int]:
-    """Two free TF ports whose exchange port (one above the higher) is free as well."""
-    for _ in range(50):
-        socks = [socket.socket() for _ in range(2)]
-        for s in socks:
-            s.bind(("", 0))
-        ports = sorted(s.getsockname()[1] for s in socks)
-        for s in socks:
-            s.close()
-        try:
-            with socket.socket() as probe:
-                probe.bind(("", ports[1] + 1))
-            return ports[0], ports[1]
-        except OSError:
-            continue
-    raise AssertionError("no free ports")
+    """Two free TF ports, and the exchange's (one above) free too, below the ephemeral range."""
+    from test_distribute import _free_ports
+
+    p1, p2 = _free_ports(2)
+    return p1, p2
 
 
 def _cifar(directory: str) -> None:

@@ -7,7 +7,8 @@ process, so one that only some workers run shifts every later all-reduce onto
 the wrong partner. This exchange runs beside TensorFlow and costs it nothing:
 
 - the chief listens on every interface, one port above the highest port of the
-  TF_CONFIG cluster (TensorFlow's own servers use the ports in the cluster);
+  TF_CONFIG cluster (TensorFlow's own servers use the ports in the cluster),
+  retrying while something else holds that port, until the timeout;
 - each other worker connects to the chief's address on that port (retrying while
   the chief is not there yet), sends its row as one JSON line, and waits for
   the chief's reply: one JSON line holding every row the chief collected;
@@ -105,10 +106,15 @@ def serve(mine: dict, world_size: int, port: int, timeout: float) -> tuple[list[
     """
     rows, problems, waiting = [mine], [], []
     deadline = time.monotonic() + timeout
-    try:
-        server = _listener(port)
-    except OSError as exc:
-        return rows, [f"the chief cannot listen on port {port} for the other workers ({exc})"]
+    server = None
+    while server is None:   # a short-lived connection may hold the port a moment
+        try:
+            server = _listener(port)
+        except OSError as exc:
+            if time.monotonic() + RETRY_SECONDS >= deadline:
+                return rows, [f"the chief cannot listen on port {port} for the other "
+                              f"workers ({exc})"]
+            time.sleep(RETRY_SECONDS)
     try:
         ranks = {mine.get("rank")}
         while len(ranks) < world_size:
@@ -155,6 +161,10 @@ def report(mine: dict, host: str, port: int, timeout: float) -> tuple[list[dict]
                           f"{timeout:g} s ({last or 'no answer'})")
         try:
             conn = socket.create_connection((host, port), timeout=min(left, 2.0))
+            if conn.getsockname()[:2] == conn.getpeername()[:2]:
+                conn.close()   # TCP's self-connect: our own ephemeral port was the chief's
+                conn = None
+                raise ConnectionRefusedError(111, "connected to itself")
         except OSError as exc:
             last = exc.strerror or type(exc).__name__
             time.sleep(min(RETRY_SECONDS, max(0.0, deadline - time.monotonic())))
