@@ -308,3 +308,26 @@ def test_under_mwms_a_worker_that_never_checks_costs_the_timeout_and_both_train_
     section = store.read_manifest(chief["run_id"])["workers"]
     assert section["checked"] is False and section["missing"] == [{"rank": 1, "host": "algo-2"}]
     assert "missing: worker 1 (algo-2)" in logs[0] and "training goes on" in logs[0]
+
+
+@pytest.mark.slow
+def test_with_a_worker_missing_the_chief_takes_no_checkpoints_it_could_not_share(tmp_path):
+    # Under MWMS a checkpoint's or export's variable reads are collectives: a worker
+    # without mlrepro would not join them, and training would fail. Training goes on.
+    script = str(tmp_path / "train.py")
+    shutil.copy(os.path.join(SCRIPTS, "mw_train.py"), script)
+    ckpt = str(tmp_path / "ckpt")
+    (chief, worker), logs, elapsed, store = _run_two_workers(
+        tmp_path, [script, script], extra=[
+            {"MLREPRO_WORKERS_TIMEOUT": "3", "MW_CALLBACK": "1", "MW_CKPT": ckpt},
+            {"MLREPRO_WORKERS_TIMEOUT": "3", "MW_CALLBACK": "1", "MW_CKPT": ckpt,
+             "MW_SKIP_CHECK": "1"}])
+    assert chief["loss"] == worker["loss"] and len(chief["loss"]) == 2
+    manifest = store.read_manifest(chief["run_id"])
+    assert manifest["status"] == "finished"
+    assert manifest["workers"]["missing"] == [{"rank": 1, "host": "algo-2"}]
+    assert not [a for a in manifest["artifacts"] if a.startswith("checkpoints/")]
+    assert "model.keras" not in manifest["artifacts"]
+    assert "this run takes no checkpoints, exports no model" in logs[0]
+    assert "initial_weights_digest" not in manifest.get("determinism", {})
+    assert not os.path.exists(ckpt) or not os.listdir(ckpt)

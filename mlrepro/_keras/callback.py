@@ -150,6 +150,7 @@ class ReproCallback(_Base):
         self._owns_run = False
         self._writes = False
         self._reads_along = False         # a non-writing MWMS worker: joins the chief's reads
+        self._no_exports = False          # a worker is missing: no weights read, no exports
         self._ckpt_dir: str | None = None
         self._step0 = 0                   # global step at the start of the current epoch
         self._epoch = 0
@@ -262,8 +263,12 @@ class ReproCallback(_Base):
         self._writes = self._writes and getattr(run, "writes", True)
         self._reads_along = not self._writes and _multi_worker(model)
         self._watch_fit(fit)
+        # Workers first: under MWMS the stages below read variables through collectives
+        # that every worker must join (see _in_scratch), which a missing worker would not.
+        workers = self._stage("check_workers", lambda: _check_workers(run, model))
+        if _multi_worker(model) and not (workers or {}).get("checked"):
+            self._without_shared_reads(run)
         self._stage("determinism", lambda: self._record_determinism(model))
-        self._stage("check_workers", lambda: _check_workers(run, model))
         restored = None
         if self._ckpt_dir is not None:
             if self._writes and info is not None and not resumable:
@@ -348,7 +353,8 @@ class ReproCallback(_Base):
         if determinism is not None:
             record["op_determinism"] = determinism
         record["model_built_before_seed"] = bool(rec.get("model_existed"))
-        record["initial_weights_digest"] = _ckpt.weights_digest(model)
+        if not self._no_exports:   # reading the weights is a collective under MWMS
+            record["initial_weights_digest"] = _ckpt.weights_digest(model)
         run.set_section(DETERMINISM_SECTION, record)
 
     def _record_params(self, model: Any, fit: _fitargs.FitCall) -> dict:
@@ -476,7 +482,9 @@ class ReproCallback(_Base):
         run = self.run
         if run is None:
             return
-        if self._writes and self._formats and self._last_epoch is not None:
+        if self._no_exports:
+            pass
+        elif self._writes and self._formats and self._last_epoch is not None:
             self._stage_end("export", self._export_model)
         elif self._reads_along and self._formats and self._last_epoch is not None:
             self._stage_end("export", lambda: _in_scratch(self._export_along))
@@ -512,6 +520,18 @@ class ReproCallback(_Base):
                 continue
             run.log_artifact(path, name=name, meta={**meta, "format": fmt})
         run.flush(EXPORT_FLUSH_TIMEOUT)
+
+    def _without_shared_reads(self, run: Any) -> None:
+        """Not every worker reported: some may not join the reads of checkpoints and exports."""
+        if self._writes:
+            run.warn("not every worker reported to check_workers, so not every worker may "
+                     "join the variable reads of checkpoints, exports and weight digests (under "
+                     "MultiWorkerMirroredStrategy, reading a variable synchronised on read, "
+                     "such as BatchNormalization's statistics, is a collective: a worker "
+                     "missing from it fails or hangs training): this run takes no "
+                     "checkpoints, exports no model and records no initial weights digest; "
+                     "use ReproCallback on every worker")
+        self._ckpt_dir, self._reads_along, self._no_exports = None, False, True
 
     def _export_along(self, directory: str) -> None:
         """The chief's `_export_model` reads, in its order, into a scratch directory."""
@@ -601,5 +621,5 @@ def _in_scratch(write) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _check_workers(run: Any, model: Any) -> None:
-    check_workers(run, getattr(model, "distribute_strategy", None))
+def _check_workers(run: Any, model: Any) -> dict:
+    return check_workers(run, getattr(model, "distribute_strategy", None))
