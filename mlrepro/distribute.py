@@ -4,7 +4,8 @@
 several local GPUs, and `MultiWorkerMirroredStrategy` over several hosts (after
 setting the `TF_CONFIG` that `mlrepro.runtime` built from a SageMaker host list).
 `check_workers(run, strategy)` compares every worker's code and environment
-fingerprints with the chief's. The logic lives in `mlrepro.runtime.strategy`;
+fingerprints with the chief's (over TCP, waiting at most `$MLREPRO_WORKERS_TIMEOUT`
+seconds for a worker; a missing one is a warning and training goes on). The logic lives in `mlrepro.runtime.strategy`;
 importing this module does not import TensorFlow.
 
 Example:

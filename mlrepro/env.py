@@ -176,10 +176,13 @@ TF_PORT = Whole("MLREPRO_TF_PORT", "the port of every worker in a TF_CONFIG buil
                                    "names", default=2222, minimum=1)
 HOST_ADDRESSES = Text("MLREPRO_HOST_ADDRESSES", "host=addr:port,... overrides for a TF_CONFIG "
                                                 "built from host names")
+WORKERS_TIMEOUT = Number("MLREPRO_WORKERS_TIMEOUT", "seconds check_workers waits for every "
+                                                   "worker (a worker: for the chief)",
+                         default=60.0, minimum=0.0)
 TF_CONFIG_SOURCE = Text("MLREPRO_TF_CONFIG_SOURCE", "set beside a TF_CONFIG that mlrepro built: "
                                                     "the launcher it was built for")
 
 ALL: tuple[Variable, ...] = (
     STORE, SPOOL, CACHE, DISABLE, FLUSH_SECONDS, HEARTBEAT_SECONDS, SPOT, PARENT, SEED, DEBUG,
     REMOTE, PUSH_SECONDS, PUSH_TIMEOUT, S3_RETRIES, SAGEMAKER_ROLE, SAGEMAKER_BUCKET, LAUNCH,
-    SAGEMAKER_BASE_DIR, TF_PORT, HOST_ADDRESSES, TF_CONFIG_SOURCE)
+    SAGEMAKER_BASE_DIR, TF_PORT, HOST_ADDRESSES, TF_CONFIG_SOURCE, WORKERS_TIMEOUT)

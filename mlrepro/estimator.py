@@ -22,7 +22,7 @@ __all__ = ["wrap_model_fn", "run_config", "export_saved_model", "recorded_export
            "run_for", "ModelFnError", "ModelDirError", "RUN_FILE"]
 
 
-def wrap_model_fn(model_fn: Callable, *, project: str, store: Any = None,
+def wrap_model_fn(model_fn: Callable, *, project: str = "default", store: Any = None,
                   name: str | None = None, tags: Mapping | None = None,
                   every_n_steps: int | None = None,
                   tensors: "Mapping[str, str] | Sequence[str] | None" = None,
@@ -48,7 +48,8 @@ def wrap_model_fn(model_fn: Callable, *, project: str, store: Any = None,
     Args:
         model_fn: your `model_fn(features, labels, mode, params, config)` (any subset
             of those arguments, as tf.estimator allows).
-        project: the project the run belongs to.
+        project: the project the run belongs to (default "default", as for `start_run`
+            and `ReproCallback`).
         store: where runs are recorded (default `$MLREPRO_STORE`, then the store of the
             model_dir's existing run, then `./mlrepro-runs`).
         name, tags: the run's name and tags (new runs only).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import time
 import pytest
 
 import mlrepro
+from mlrepro.runtime import exchange as _exchange
 from mlrepro.runtime import workers as _workers
 from mlrepro.distribute import DEFAULT, MIRRORED, MULTI_WORKER, plan
 from mlrepro.runtime import detect
@@ -87,12 +89,23 @@ def test_parameter_server_tf_config_is_refused_with_the_fix(tmp_path, monkeypatc
 
 # -- worker fingerprints (pure) ----------------------------------------------------------------------
 
-def test_worker_fingerprints_survive_the_integer_row_a_collective_carries():
+def test_worker_fingerprints_survive_the_json_row_the_exchange_carries():
     worker = _workers.WorkerPrint(rank=3, host="algo-4", code="ab" * 32, environment="cd" * 32,
                                   run_id="20261128T120000-0123456789")
-    row = _workers.encode(worker)
-    assert len(row) == _workers.ROW_LENGTH and all(0 <= v <= 255 for v in row[1:])
-    assert _workers.decode(row) == worker
+    row = json.loads(json.dumps(_workers.as_row(worker)))
+    assert _workers.from_row(row) == worker
+    with pytest.raises(ValueError, match="not a worker row"):
+        _workers.from_row({"rank": 1, "host": "algo-2"})
+
+
+def test_the_chief_listens_one_port_above_the_clusters_tf_servers():
+    config = {"cluster": {"worker": ["algo-1:2222", "algo-2:2222"]},
+              "task": {"type": "worker", "index": 1}}
+    assert _exchange.chief_address(config) == ("algo-1", 2223)
+    mpi = {"cluster": {"worker": ["algo-1:2222", "algo-1:2223", "algo-2:2222", "algo-2:2223"]},
+           "task": {"type": "worker", "index": 2}}
+    assert _exchange.chief_address(mpi) == ("algo-1", 2224)   # above every local process's port
+    assert _exchange.chief_address(None) is None
 
 
 def test_compare_names_the_worker_and_part_that_differ_and_counts_missing_workers():
@@ -105,8 +118,10 @@ def test_compare_names_the_worker_and_part_that_differ_and_counts_missing_worker
     assert bad["consistent"] is False
     assert bad["mismatches"] == [{"rank": 2, "host": "algo-3", "parts": ["environment"]}]
     assert "worker 2 (algo-3) differs in environment" in _workers.describe(bad)
-    missing = _workers.compare([chief], 2)
+    missing = _workers.compare([chief], 2, names=["algo-1", "algo-2"])
     assert missing["checked"] is False and "1 of 2 workers reported" in missing["reason"]
+    assert missing["missing"] == [{"rank": 1, "host": "algo-2"}]
+    assert "missing: worker 1 (algo-2)" in missing["reason"]
 
 
 def test_single_process_gets_a_local_strategy_and_a_consistent_workers_section(store_dir):
@@ -128,18 +143,25 @@ def test_single_process_gets_a_local_strategy_and_a_consistent_workers_section(s
 # -- two real workers on 127.0.0.1 ----------------------------------------------------------------------
 
 def _free_ports(n: int) -> list[int]:
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+    """`n` free TF ports and the worker exchange's (one above the highest) free too.
+
+    Taken below the ephemeral range (32768 up): the port after a just-freed
+    ephemeral one is often the next connection's own local port.
+    """
+    rng = random.Random()
+    for _ in range(200):
+        start = rng.randrange(20000, 32000 - n)
+        try:
+            for port in range(start, start + n + 1):
+                with socket.socket() as probe:
+                    probe.bind(("", port))
+        except OSError:
+            continue
+        return list(range(start, start + n))
+    raise AssertionError("no free ports below the ephemeral range")
 
 
-def _run_two_workers(tmp_path, scripts):
+def _run_two_workers(tmp_path, scripts, extra=({}, {})):
     """Start one worker per host of a two-host SageMaker job; return (outputs, logs, seconds)."""
     store = str(tmp_path / "store")
     p1, p2 = _free_ports(2)
@@ -154,7 +176,7 @@ def _run_two_workers(tmp_path, scripts):
         env = child_env(MLREPRO_SAGEMAKER_BASE_DIR=base, MLREPRO_STORE=store,
                         MLREPRO_HOST_ADDRESSES=f"algo-1=127.0.0.1:{p1},algo-2=127.0.0.1:{p2}",
                         TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", MW_OUT=str(out),
-                        TRAINING_JOB_NAME="mw-job")
+                        TRAINING_JOB_NAME="mw-job", **extra[i])
         env.pop("TF_CONFIG", None)
         procs.append(subprocess.Popen([sys.executable, script], env=env, cwd=str(tmp_path),
                                       stdout=log, stderr=subprocess.STDOUT))
@@ -231,3 +253,81 @@ def test_a_worker_running_other_code_is_recorded_and_warned_about(tmp_path):
     warnings = [e for e in store.read_events(chief["run_id"]) if e["kind"] == "warning"]
     assert any("differs in code" in e["message"] for e in warnings)
     assert manifest["warnings"] >= 1
+
+
+# -- a worker that never checks: bounded waits, a warning naming it, training goes on ---------------
+
+CHECK_ONLY = os.path.join(SCRIPTS, "check_only.py")
+
+
+def _check_only(tmp_path, modes, timeout="3", skip_sleep="0"):
+    return _run_two_workers(tmp_path, [CHECK_ONLY, CHECK_ONLY], extra=[
+        {"CHECK_MODE": mode, "MLREPRO_WORKERS_TIMEOUT": timeout, "SKIP_SLEEP": skip_sleep}
+        for mode in modes])
+
+
+def test_two_workers_exchange_fingerprints_without_tensorflow_and_one_run_is_written(tmp_path):
+    (chief, worker), logs, elapsed, store = _check_only(tmp_path, ["call", "call"], timeout="120")
+    assert chief["workers"]["checked"] and chief["workers"]["consistent"] is True, logs
+    assert worker["run_id"] == chief["run_id"] and store.run_ids() == [chief["run_id"]]
+    assert chief["seconds"] < 100, logs   # no waiting out the timeout when everyone reports
+
+
+def test_a_worker_that_never_checks_is_named_and_the_chief_trains_on(tmp_path):
+    (chief, worker), logs, elapsed, store = _check_only(tmp_path, ["call", "skip"],
+                                                        skip_sleep="8")
+    section = chief["workers"]
+    assert section["checked"] is False and section["missing"] == [{"rank": 1, "host": "algo-2"}]
+    assert 2.5 < chief["seconds"] < 6    # bounded by MLREPRO_WORKERS_TIMEOUT=3, not forever
+    assert "worker 1 (algo-2)" in logs[0] and "training goes on" in logs[0]
+    manifest = store.read_manifest(chief["run_id"])
+    assert manifest["status"] == "finished" and manifest["workers"]["missing"][0]["rank"] == 1
+    warnings = [e["message"] for e in store.read_events(chief["run_id"]) if e["kind"] == "warning"]
+    assert any("worker 1 (algo-2)" in m for m in warnings)
+
+
+def test_a_worker_whose_chief_never_checks_warns_naming_the_chief_and_trains_on(tmp_path):
+    (chief, worker), logs, elapsed, store = _check_only(tmp_path, ["skip", "call"],
+                                                        skip_sleep="1")
+    section = worker["workers"]
+    assert section["checked"] is False and section["missing"] == [{"rank": 0, "host": "algo-1"}]
+    assert 2.5 < worker["seconds"] < 10  # reaching the chief is bounded by the timeout too
+    assert "worker 0 (algo-1)" in logs[1] and "could not be reached" in logs[1]
+    assert "training goes on" in logs[1]
+    assert store.run_ids() == [chief["run_id"]]
+
+
+@pytest.mark.slow
+def test_under_mwms_a_worker_that_never_checks_costs_the_timeout_and_both_train_on(tmp_path):
+    script = str(tmp_path / "train.py")
+    shutil.copy(os.path.join(SCRIPTS, "mw_train.py"), script)
+    (chief, worker), logs, elapsed, store = _run_two_workers(
+        tmp_path, [script, script], extra=[{"MLREPRO_WORKERS_TIMEOUT": "3"},
+                                           {"MLREPRO_WORKERS_TIMEOUT": "3", "MW_SKIP_CHECK": "1"}])
+    assert chief["loss"] == worker["loss"] and len(chief["loss"]) == 2   # still in lock step
+    section = store.read_manifest(chief["run_id"])["workers"]
+    assert section["checked"] is False and section["missing"] == [{"rank": 1, "host": "algo-2"}]
+    assert "missing: worker 1 (algo-2)" in logs[0] and "training goes on" in logs[0]
+
+
+@pytest.mark.slow
+def test_with_a_worker_missing_the_chief_takes_no_checkpoints_it_could_not_share(tmp_path):
+    # Under MWMS a checkpoint's or export's variable reads are collectives: a worker
+    # without mlrepro would not join them, and training would fail. Training goes on.
+    script = str(tmp_path / "train.py")
+    shutil.copy(os.path.join(SCRIPTS, "mw_train.py"), script)
+    ckpt = str(tmp_path / "ckpt")
+    (chief, worker), logs, elapsed, store = _run_two_workers(
+        tmp_path, [script, script], extra=[
+            {"MLREPRO_WORKERS_TIMEOUT": "3", "MW_CALLBACK": "1", "MW_CKPT": ckpt},
+            {"MLREPRO_WORKERS_TIMEOUT": "3", "MW_CALLBACK": "1", "MW_CKPT": ckpt,
+             "MW_SKIP_CHECK": "1"}])
+    assert chief["loss"] == worker["loss"] and len(chief["loss"]) == 2
+    manifest = store.read_manifest(chief["run_id"])
+    assert manifest["status"] == "finished"
+    assert manifest["workers"]["missing"] == [{"rank": 1, "host": "algo-2"}]
+    assert not [a for a in manifest["artifacts"] if a.startswith("checkpoints/")]
+    assert "model.keras" not in manifest["artifacts"]
+    assert "this run takes no checkpoints, exports no model" in logs[0]
+    assert "initial_weights_digest" not in manifest.get("determinism", {})
+    assert not os.path.exists(ckpt) or not os.listdir(ckpt)

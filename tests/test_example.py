@@ -387,16 +387,9 @@ def test_demo_trains_then_prints_the_run_list_and_the_run(tmp_path):
 
 
 def _free_ports(n: int) -> list[int]:
-    import socket
+    from test_distribute import _free_ports as free   # the worker exchange's port free too
 
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+    return free(n)
 
 
 @pytest.mark.slow

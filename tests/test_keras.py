@@ -493,6 +493,7 @@ def test_an_active_run_is_used_and_left_open(env):
 
 
 def test_a_non_chief_worker_writes_nothing(env, monkeypatch):
+    monkeypatch.setenv("MLREPRO_WORKERS_TIMEOUT", "1")  # no other worker will ever report
     cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster,
                                                 "task": {"type": "worker", "index": 1}}))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -187,14 +186,10 @@ def test_mirrored_strategy_records_its_replicas(tmp_path):
     assert store.read_points(run_id).steps("batch/loss") == list(range(1, 9))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_only_the_chief_of_a_multi_worker_job_writes(tmp_path):
-    cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
+    from test_distribute import _free_ports   # the worker exchange's port free too
+
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     procs = []
     for index in (0, 1):
         config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})

@@ -169,6 +169,49 @@ def test_dry_run_needs_no_credentials_or_network(project, tmp_path):
     assert "CheckpointConfig" not in request and not request.get("EnableManagedSpotTraining")
 
 
+def test_two_instances_ship_tf_keras_pinned_and_mlrepro_and_the_dry_run_says_so(
+        project, tmp_path, capsys, monkeypatch):
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    args = ["launch", str(project / "train.py"), "--instance-type", "ml.m5.xlarge",
+            "--role", ROLE, "--bucket", "b-1", "--region", "eu-west-1",
+            "--framework-version", TF, "--dry-run"]
+    assert main(args + ["--instance-count", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["ResourceConfig"]["InstanceCount"] == 2
+    assert f"ships requirements.txt with tf_keras=={TF}.* (Keras 3 cannot train on 2 " \
+           "instances" in err
+    assert "ships mlrepro (this package, mlrepro/ beside train.py)" in err
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert "tf_keras" not in err and "ships mlrepro" in err
+
+
+def test_staged_code_pins_tf_keras_beside_the_users_requirements(project, tmp_path):
+    from mlrepro.aws.launch import spec_for_script, stage_code
+
+    spec = spec_for_script(str(project / "train.py"), instance_type="ml.m5.xlarge",
+                           instance_count=2, framework_version="2.21")
+    staged, shipped = stage_code(spec, str(tmp_path / "a"))
+    assert open(os.path.join(staged, "requirements.txt")).read().startswith(
+        "tf_keras==2.21.*  # added by mlrepro launch")
+    assert os.path.isfile(os.path.join(staged, "mlrepro", "runtime", "exchange.py"))
+    assert len(shipped) == 2
+    (project / "requirements.txt").write_text("pillow==11.0")   # no final newline
+    staged, _ = stage_code(spec, str(tmp_path / "b"))
+    lines = open(os.path.join(staged, "requirements.txt")).read().splitlines()
+    assert lines[0] == "pillow==11.0" and lines[1].startswith("tf_keras==2.21.*")
+    (project / "requirements.txt").write_text("tf-keras==2.21.0\n")   # the user's own pin wins
+    staged, shipped = stage_code(spec, str(tmp_path / "c"))
+    assert open(os.path.join(staged, "requirements.txt")).read() == "tf-keras==2.21.0\n"
+    assert any("already names tf_keras: kept as written" in line for line in shipped)
+    assert open(project / "requirements.txt").read() == "tf-keras==2.21.0\n"  # source untouched
+
+
 def _record_locally(project, argv, env=None):
     proc = subprocess.run([sys.executable, "-c",
                            "import runpy, sys, mlrepro\n"

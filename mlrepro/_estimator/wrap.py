@@ -102,7 +102,7 @@ def eval_name_from_stack(max_depth: int = 30) -> str | None:
     return None
 
 
-def wrap_model_fn(model_fn: Callable, *, project: str, store=None, name: str | None = None,
+def wrap_model_fn(model_fn: Callable, *, project: str = "default", store=None, name: str | None = None,
                   tags: Mapping | None = None, every_n_steps: int | None = None,
                   tensors: "Mapping[str, str] | Sequence[str] | None" = None,
                   checkpoints: str = "all") -> Callable:

@@ -153,6 +153,8 @@ class ReproCallback(_Base):
     def _reset(self) -> None:
         self._owns_run = False
         self._writes = False
+        self._reads_along = False         # a non-writing MWMS worker: joins the chief's reads
+        self._no_exports = False          # a worker is missing: no weights read, no exports
         self._ckpt_dir: str | None = None
         self._step0 = 0                   # global step at the start of the current epoch
         self._epoch = 0
@@ -271,13 +273,20 @@ class ReproCallback(_Base):
             self._owns_run = True
         run = self.run
         self._writes = self._writes and getattr(run, "writes", True)
+        self._reads_along = not self._writes and _multi_worker(model)
         self._watch_fit(fit)
-        kept = self._stage("initial state", lambda: _initial.keep(run, model, self._seed_record,
-                                                                  self._writes))
+        # Workers first: under MWMS the stages below read variables through collectives
+        # that every worker must join (see _in_scratch), which a missing worker would not.
+        workers = self._stage("check_workers", lambda: _check_workers(run, model))
+        if _multi_worker(model) and not (workers or {}).get("checked"):
+            self._without_shared_reads(run)
+        kept = None
+        if not self._no_exports:   # the initial state's save reads every variable
+            kept = self._stage("initial state", lambda: _initial.keep(
+                run, model, self._seed_record, self._writes, along=self._reads_along))
         self._stage("determinism", lambda: self._record_determinism(model))
         if kept:
             run.update_section(DETERMINISM_SECTION, **kept)
-        self._stage("check_workers", lambda: _check_workers(run, model))
         restored = None
         if self._ckpt_dir is not None:
             if self._writes and info is not None and not resumable:
@@ -365,7 +374,8 @@ class ReproCallback(_Base):
         if determinism is not None:
             record["op_determinism"] = determinism
         record["model_built_before_seed"] = bool(rec.get("model_existed"))
-        record["initial_weights_digest"] = _ckpt.weights_digest(model)
+        if not self._no_exports:   # reading the weights is a collective under MWMS
+            record["initial_weights_digest"] = _ckpt.weights_digest(model)
         run.set_section(DETERMINISM_SECTION, record)
 
     def _record_params(self, model: Any, fit: _fitargs.FitCall) -> dict:
@@ -469,7 +479,10 @@ class ReproCallback(_Base):
             # Written when every callback's on_epoch_end has run (ours runs first, before
             # EarlyStopping counts or ReduceLROnPlateau lowers the rate): at the next
             # on_epoch_begin or at the end. Random state is read now, before tf_keras makes
-            # the next epoch's iterator.
+            # the next epoch's iterator. A worker reading along does the same reads.
+            self._pending_checkpoint = (epoch, step, self._resume.read_state(self.model))
+        elif self._ckpt_dir is not None and self._reads_along and \
+                (epoch + 1) % self._checkpoint_every == 0:
             self._pending_checkpoint = (epoch, step, self._resume.read_state(self.model))
         _order.set_epoch(epoch + 1)
         run.write_soon()
@@ -482,8 +495,13 @@ class ReproCallback(_Base):
 
     def _write_pending_checkpoint(self) -> None:
         pending, self._pending_checkpoint = self._pending_checkpoint, None
-        if pending is not None:
+        if pending is not None and self._writes:
             self._stage_epoch("checkpoint", lambda: self._save_checkpoint(*pending))
+        elif pending is not None:   # an MWMS worker: the chief's reads, into scratch
+            epoch, step, state_arrays = pending
+            self._stage_epoch("checkpoint", lambda: _in_scratch(lambda d: _ckpt.save(
+                self.model, d, epoch=epoch, global_step=step, extra={},
+                **self._resume.checkpoint_extras(state_arrays))))
 
     def _save_checkpoint(self, epoch: int, step: int, state_arrays: list) -> None:
         run = self.run
@@ -507,8 +525,12 @@ class ReproCallback(_Base):
         if run is None:
             return
         self._write_pending_checkpoint()
-        if self._writes and self._formats and self._last_epoch is not None:
+        if self._no_exports:
+            pass
+        elif self._writes and self._formats and self._last_epoch is not None:
             self._stage_end("export", self._export_model)
+        elif self._reads_along and self._formats and self._last_epoch is not None:
+            self._stage_end("export", lambda: _in_scratch(self._export_along))
         if self._tb_writer is not None:
             run.after_writes(self._tb_writer.close)  # after the scalars queued before it
         _flavour.clear_initial_epoch(self.model)
@@ -544,6 +566,25 @@ class ReproCallback(_Base):
                 continue
             run.log_artifact(path, name=name, meta={**meta, "format": fmt})
         run.flush(EXPORT_FLUSH_TIMEOUT)
+
+    def _without_shared_reads(self, run: Any) -> None:
+        """Not every worker reported: some may not join the reads of checkpoints and exports."""
+        if self._writes:
+            run.warn("not every worker reported to check_workers, so not every worker may "
+                     "join the variable reads of checkpoints, exports and weight digests (under "
+                     "MultiWorkerMirroredStrategy, reading a variable synchronised on read, "
+                     "such as BatchNormalization's statistics, is a collective: a worker "
+                     "missing from it fails or hangs training): this run takes no "
+                     "checkpoints, exports no model and records no initial weights digest; "
+                     "use ReproCallback on every worker")
+        self._ckpt_dir, self._reads_along, self._no_exports = None, False, True
+
+    def _export_along(self, directory: str) -> None:
+        """The chief's `_export_model` reads, in its order, into a scratch directory."""
+        _ckpt.weights_digest(self.model)
+        writers = {"keras": _export.save_keras, "saved_model": _export.save_saved_model}
+        for fmt in self._formats:
+            writers[fmt](self.model, directory, self.run)
 
     # -- failures --------------------------------------------------------------------------------
     def _hook_failed(self, hook: str, exc: BaseException) -> None:
@@ -603,5 +644,28 @@ def _fit_gone(ref) -> None:
         pass
 
 
-def _check_workers(run: Any, model: Any) -> None:
-    check_workers(run, getattr(model, "distribute_strategy", None))
+def _multi_worker(model: Any) -> bool:
+    """Whether the model trains under MultiWorkerMirroredStrategy."""
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(getattr(model, "distribute_strategy", None),
+                                         tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def _in_scratch(write) -> None:
+    """Run `write(directory)` into a temporary directory, then remove it.
+
+    Under MultiWorkerMirroredStrategy reading a model's variables (a checkpoint, an
+    export) runs collectives that every worker must join, in the same order: when
+    only the chief wrote, the others would pair their next all-reduce with the
+    chief's reads, and training would fail or hang. So the workers that write
+    nothing take the same checkpoints and exports, and throw them away.
+    """
+    directory = tempfile.mkdtemp(prefix="mlrepro-along-")
+    try:
+        write(directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _check_workers(run: Any, model: Any) -> dict:
+    return check_workers(run, getattr(model, "distribute_strategy", None))

@@ -39,9 +39,11 @@ def warn_built_before_seed(seed_record: dict) -> None:
          "before building the model", stacklevel=4)
 
 
-def keep(run: Any, model: Any, seed_record: dict, writes: bool) -> dict:
+def keep(run: Any, model: Any, seed_record: dict, writes: bool, along: bool = False) -> dict:
     """Restore the original's initial state in a re-run, then record this run's if needed.
 
+    `along`: an MWMS worker that writes nothing still takes the chief's save (its variable
+    reads are collectives every worker must join) and throws it away.
     Returns the fields for the run's `determinism` section.
     """
     fields: dict = {}
@@ -53,10 +55,13 @@ def keep(run: Any, model: Any, seed_record: dict, writes: bool) -> dict:
     flavour.build_optimizer(model)  # its variables are part of the state, in every run alike
     if entry is not None and _restore(run, model, original, entry):
         fields["initial_state_restored_from"] = original
-    if built_before and writes:
+    if built_before and (writes or along):
         directory = tempfile.mkdtemp(prefix="mlrepro-initial-state-")
         path = _ckpt.save(model, directory, epoch=-1, global_step=0,
                           extra={"run_id": run.id, "what": ARTIFACT})
+        if not writes:
+            shutil.rmtree(directory, ignore_errors=True)
+            return fields
         run.log_artifact(path, name=ARTIFACT, meta={"global_step": 0})
         run.after_writes(lambda: shutil.rmtree(directory, ignore_errors=True))
         fields["initial_state"] = ARTIFACT

@@ -9,7 +9,11 @@ in it writes `TF_CONFIG`: with several instances the script calls
 `mlrepro.distribute.strategy()`, which builds it in the container from the hosts.
 
 The uploaded code is the script's directory plus a copy of this mlrepro package
-(next to the entry point) so `import mlrepro` works in the stock image.
+(next to the entry point) so `import mlrepro` works in the stock image. With more
+than one instance it also ships `tf_keras` pinned to the image's TensorFlow
+version in `requirements.txt` (installed before the script runs): Keras 3 cannot
+train under MultiWorkerMirroredStrategy, and whether an image has tf_keras is
+otherwise left to luck. `--dry-run` says what is shipped.
 
 Example:
     $ mlrepro launch train.py --instance-type ml.g5.xlarge --instance-count 2 --spot \\
@@ -42,6 +46,8 @@ ENV_VALUE_LIMIT = 512                        # SageMaker's limit on one environm
 FRAMEWORK = "tensorflow"
 IGNORE = (".git", "__pycache__", "*.pyc", ".venv", ".venv-*", "mlrepro-runs", ".pytest_cache",
           ".ipynb_checkpoints", ".DS_Store", ".env", ".cache")
+REQUIREMENTS = "requirements.txt"           # installed in the job before the entry point
+TF_KERAS = "tf_keras"
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # mlrepro/
 _TELEMETRY_OFF = {"SchemaVersion": "1.0",
                   "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
@@ -161,6 +167,7 @@ class LaunchResult:
     dry_run: bool
     spec: JobSpec
     bucket: str = ""
+    shipped: list[str] = field(default_factory=list)   # what launch added to the code
 
     def to_json(self) -> str:
         return json.dumps(self.request, indent=2, sort_keys=True, default=str)
@@ -202,16 +209,70 @@ def image_uri_for(framework_version: str, region: str, instance_type: str) -> st
 
 # -- code staging -----------------------------------------------------------------------------
 
-def stage_code(spec: JobSpec, into: str) -> str:
-    """Copy the source dir (minus IGNORE) and, beside the entry point, this mlrepro package."""
+def tf_keras_requirement(framework_version: str) -> str:
+    """The tf_keras line for a TensorFlow version: tf_keras releases follow TF's (2.19 -> 2.19.*).
+
+    Example:
+        >>> tf_keras_requirement("2.19")
+        'tf_keras==2.19.*'
+    """
+    parts = str(framework_version).split(".")
+    if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
+        raise MlreproError(f"framework version {framework_version!r} is not major.minor: pass "
+                           "--framework-version, e.g. 2.19")
+    return f"{TF_KERAS}=={parts[0]}.{parts[1]}.*"
+
+
+def _names_tf_keras(text: str) -> bool:
+    for line in text.splitlines():
+        name = line.split("#", 1)[0].strip().lower().replace("-", "_")
+        rest = name[len(TF_KERAS):][:1]
+        if name.startswith(TF_KERAS) and not (rest.isalnum() or rest == "_"):
+            return True
+    return False
+
+
+def stage_code(spec: JobSpec, into: str) -> tuple[str, list[str]]:
+    """Copy the source dir (minus IGNORE) and what the job needs besides it.
+
+    Beside the entry point: this mlrepro package (unless `bundle_mlrepro` is off).
+    With several instances: `tf_keras` pinned to `spec.framework_version`, added
+    to the source dir's `requirements.txt` (or a new one) unless it names tf_keras.
+    Returns (the staged directory, one line per thing added, for `--dry-run`).
+    """
     staged = os.path.join(into, "code")
     shutil.copytree(spec.source_dir, staged, ignore=shutil.ignore_patterns(*IGNORE))
+    shipped = []
     if spec.bundle_mlrepro:
         here = PACKAGE_DIR
-        target = os.path.join(staged, os.path.dirname(spec.entry_point), "mlrepro")
+        where = os.path.dirname(spec.entry_point)
+        target = os.path.join(staged, where, "mlrepro")
         if not os.path.exists(target):
             shutil.copytree(here, target, ignore=shutil.ignore_patterns(*IGNORE))
-    return staged
+            shipped.append(f"mlrepro (this package, {os.path.join(where, 'mlrepro/')} beside "
+                           f"{spec.entry_point})")
+    if spec.instance_count > 1:
+        version = spec.framework_version or local_framework_version()
+        if not version:
+            raise MlreproError("a job on several instances trains with tf_keras pinned to the "
+                               "image's TensorFlow version: pass --framework-version (e.g. 2.19)")
+        line = tf_keras_requirement(version)
+        path = os.path.join(staged, REQUIREMENTS)
+        text = ""
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        if _names_tf_keras(text):
+            shipped.append(f"{REQUIREMENTS} already names {TF_KERAS}: kept as written "
+                           f"(several instances need it; {line} fits TensorFlow {version})")
+        else:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text + ("" if not text or text.endswith("\n") else "\n")
+                         + f"{line}  # added by mlrepro launch: Keras 3 cannot train on "
+                           "several instances\n")
+            shipped.append(f"{REQUIREMENTS} with {line} (Keras 3 cannot train on "
+                           f"{spec.instance_count} instances; the script uses tf_keras)")
+    return staged, shipped
 
 
 def describe_code(spec: JobSpec, stores=()) -> dict | None:
@@ -287,7 +348,9 @@ def launch(spec: JobSpec, *, dry_run: bool = False, wait: bool = False,
     if dry_run:  # validating the role asks IAM; a dry run asks nothing
         os.environ[VALIDATE_ROLE_ENV] = "false"
     try:
-        staged = stage_code(spec, work)
+        staged, shipped = stage_code(spec, work)
+        requirements = REQUIREMENTS if os.path.isfile(os.path.join(staged, REQUIREMENTS)) \
+            else None
         sm_session = Session(boto_session=session, default_bucket=bucket,
                              sagemaker_config=_TELEMETRY_OFF if dry_run else None)
         max_wait = spec.max_wait_seconds or (2 * spec.max_run_seconds if spec.spot else None)
@@ -298,7 +361,7 @@ def launch(spec: JobSpec, *, dry_run: bool = False, wait: bool = False,
         trainer = ModelTrainer(
             training_image=spec.image_uri,
             source_code=SourceCode(source_dir=staged, entry_script=spec.entry_point,
-                                   ignore_patterns=list(IGNORE)),
+                                   requirements=requirements, ignore_patterns=list(IGNORE)),
             compute=Compute(instance_type=spec.instance_type, instance_count=spec.instance_count,
                             volume_size_in_gb=spec.volume_gb,
                             enable_managed_spot_training=spec.spot),
@@ -325,7 +388,8 @@ def launch(spec: JobSpec, *, dry_run: bool = False, wait: bool = False,
                 os.environ[VALIDATE_ROLE_ENV] = saved_validate
     request = log.request("CreateTrainingJob") or {}
     return LaunchResult(job_name=request.get("TrainingJobName", ""), request=request,
-                        uploads=log.uploads(), dry_run=dry_run, spec=spec, bucket=bucket)
+                        uploads=log.uploads(), dry_run=dry_run, spec=spec, bucket=bucket,
+                        shipped=shipped)
 
 
 def _remote_bucket(remote: str | None) -> str | None:

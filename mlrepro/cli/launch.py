@@ -82,6 +82,8 @@ def _launch_and_say(spec: JobSpec, args) -> int:
         print(result.to_json())
         print(f"dry run: nothing was sent to AWS; the job would upload {len(result.uploads)} "
               f"files (code and SDK drivers) under s3://{result.bucket}/", file=sys.stderr)
+        for line in result.shipped:
+            print(f"dry run: the code ships {line}", file=sys.stderr)
         return 0
     where = (f"its run is pushed to {spec.remote} while it trains" if spec.remote else
              f"when it ends, import its run with `mlrepro pull-job {result.job_name}`")

@@ -10,6 +10,7 @@ rank, chief). One module owns each contract:
 - `cluster`: rank, world size and the chief, one rule for every launcher;
 - `machine`: what the machine says about itself (DLAMI marks, EC2 instance type, GPUs);
 - `workers`: comparing every worker's fingerprints with the chief's (pure);
+- `exchange`: carrying those fingerprints to the chief and back over TCP, with a timeout;
 - `strategy`: the tf.distribute strategy to build, and the worker check (`mlrepro.distribute`).
 
 Importing this package imports no framework.

@@ -7,8 +7,9 @@
   launcher set one.
 
 `check_workers(run, strategy)` gathers every worker's code and environment
-fingerprints through the strategy's own collectives (no shared file system
-needed) and records them on the chief's run; a difference is a warning.
+fingerprints on the chief over TCP, bounded by a timeout (no shared file system
+needed, no TensorFlow collective that a missing worker would hang), and records
+them on the chief's run; a difference, or a missing worker, is a warning.
 Importing this module does not import TensorFlow; calling `strategy()` does.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 
 from mlrepro import env
 from mlrepro.errors import MlreproError
+from mlrepro.runtime import exchange as _exchange_mod
 from mlrepro.runtime import tfconfig as _tfconfig
 from mlrepro.runtime import workers as _workers
 from mlrepro.runtime.detection import Runtime, detect
@@ -120,29 +122,51 @@ def _current_strategy():
         return None
 
 
-def _gather(strat: Any, mine: _workers.WorkerPrint) -> list[_workers.WorkerPrint]:
-    """Every replica's row, through the strategy's collective (each worker must call this)."""
-    import tensorflow as tf
+def _exchange(rt: Runtime, mine: _workers.WorkerPrint, timeout: float,
+              ) -> tuple[list[_workers.WorkerPrint], list[str]]:
+    """Every worker's print as the chief collected it (see `mlrepro.runtime.exchange`)."""
+    config = rt.tf_config
+    if config is None:
+        try:
+            config = _tfconfig.parse(os.environ.get(_tfconfig.TF_CONFIG_ENV))
+        except ValueError:
+            config = None
+    where = _exchange_mod.chief_address(config)
+    if where is None:
+        return [mine], ["no TF_CONFIG names the chief's address"]
+    row = _workers.as_row(mine)
+    if rt.is_chief:
+        rows, problems = _exchange_mod.serve(row, rt.world_size, where[1], timeout)
+    else:
+        got, problem = _exchange_mod.report(row, where[0], where[1], timeout)
+        rows, problems = (got or [row]), ([problem] if problem else [])
+    prints = []
+    for item in rows:
+        try:
+            prints.append(_workers.from_row(item))
+        except (ValueError, AttributeError) as exc:
+            problems.append(str(exc))
+    return prints, problems
 
-    # float32 carries these small integers exactly, and every device's collectives support it.
-    row = tf.constant([_workers.encode(mine)], dtype=tf.float32)
-    value = strat.experimental_distribute_values_from_function(lambda _ctx: row)
-    gathered = strat.gather(value, axis=0)
-    return [_workers.decode(r) for r in gathered.numpy().tolist()]
 
-
-def check_workers(run: Any, strategy: Any = None) -> dict:
+def check_workers(run: Any, strategy: Any = None, *, timeout: float | None = None) -> dict:
     """Compare every worker's code and environment fingerprints with the chief's.
 
-    A collective: under several workers every worker must call it at the same
-    point (ReproCallback does, in `on_train_begin`). The chief records the
+    Every worker should call it once (ReproCallback does, in `on_train_begin`):
+    each sends its fingerprints to the chief over TCP, beside TensorFlow, and
+    gets every worker's back. It never blocks longer than `timeout` (twice that on a
+    worker: reaching the chief, then its answer): a worker that does not report
+    in time is a warning naming it, and training goes on. The chief records the
     result as the run's `workers` section; a difference is recorded and warned
     about on the chief and on the worker that differs. Workers that do not write
     adopt the chief's run id. Never raises: a failure is a warning.
 
     Args:
         run: this process's `Run` (a non-chief's run records nothing but still compares).
-        strategy: the strategy spanning the workers (default: the one in scope).
+        strategy: the strategy spanning the workers (default: the one in scope); only
+            its class and replica count are recorded.
+        timeout: seconds to wait for the other workers (default
+            `$MLREPRO_WORKERS_TIMEOUT`, 60).
 
     Example:
         >>> strategy = mlrepro.distribute.strategy()
@@ -150,19 +174,25 @@ def check_workers(run: Any, strategy: Any = None) -> dict:
         >>> mlrepro.distribute.check_workers(run, strategy)["consistent"]
         True
     """
+    problems: list[str] = []
     try:
         rt = run.runtime
         if not isinstance(rt, Runtime):
             rt = detect()
+        seconds = env.WORKERS_TIMEOUT.get() if timeout is None else float(timeout)
         prints = run.fingerprints()
         mine = _workers.WorkerPrint(rank=int(rt.rank or 0), host=rt.current_host,
                                     code=prints["code"], environment=prints["environment"],
                                     run_id=run.id)
         rows = [mine]
+        if rt.world_size > 1:
+            rows, problems = _exchange(rt, mine, seconds)
+        names = _exchange_mod.member_names(rt.tf_config, rt.hosts, rt.world_size)
+        result = _workers.compare(rows, rt.world_size, names=names)
+        result["timeout_s"] = seconds
+        if problems:
+            result["problems"] = problems
         strat = strategy if strategy is not None else _current_strategy()
-        if rt.world_size > 1 and strat is not None:
-            rows = _gather(strat, mine)
-        result = _workers.compare(rows, rt.world_size)
         if strat is not None:
             result["strategy"] = type(strat).__name__
             result["replicas"] = int(getattr(strat, "num_replicas_in_sync", 1))
@@ -173,13 +203,15 @@ def check_workers(run: Any, strategy: Any = None) -> dict:
         run.set_section(WORKERS_SECTION, result)
         return result
     if not result["checked"] and rt.world_size > 1:
-        run.warn(f"workers were not compared ({result['reason']}): pass the strategy that "
-                   "spans them, e.g. check_workers(run, strategy)")
+        run.warn(f"workers were not compared ({result['reason']}"
+                 + "".join(f"; {p}" for p in problems)
+                 + "); training goes on without the check")
     elif result["checked"] and not result["consistent"]:
         own = [m for m in result["mismatches"] if m["rank"] == mine.rank]
         if rt.is_chief or own:
             run.warn(_workers.describe(result))
-    if result.get("checked") and not run.writes and result.get("run_id"):
-        run.adopt_id(result["run_id"])
+    chief_id = next((w.run_id for w in rows if w.rank == 0 and w.run_id), None)
+    if not run.writes and chief_id and chief_id != run.id:
+        run.adopt_id(chief_id)   # the chief answered, even if another worker did not
     run.set_section(WORKERS_SECTION, result)
     return result

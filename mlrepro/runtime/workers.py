@@ -1,19 +1,16 @@
 """Worker consistency: every worker's code and environment fingerprints against the chief's.
 
-Pure: packing one worker's fingerprints into a row of small integers (so a
-tf.distribute collective can gather them without a shared file system), and
+Pure: one worker's fingerprints as a JSON row (`mlrepro.runtime.exchange`
+carries the rows to the chief and back, without a shared file system), and
 comparing the gathered rows. A worker that runs other code, or other packages,
 silently breaks reproducibility; the comparison names which worker and which part.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 COMPARED = ("code", "environment")   # the parts every worker must share with the chief
-DIGEST_BYTES = 32                     # sha256
-TEXT_BYTES = 64                       # run id and host name, utf-8, zero padded
-ROW_LENGTH = 1 + len(COMPARED) * DIGEST_BYTES + 2 * TEXT_BYTES
 
 
 @dataclass(frozen=True)
@@ -27,42 +24,28 @@ class WorkerPrint:
     run_id: str = ""
 
 
-def _text(value: str) -> list[int]:
-    data = value.encode("utf-8")[:TEXT_BYTES]
-    return list(data) + [0] * (TEXT_BYTES - len(data))
+def as_row(worker: WorkerPrint) -> dict:
+    """The worker as the JSON object the exchange carries."""
+    return asdict(worker)
 
 
-def _untext(values) -> str:
-    return bytes(v for v in values if v).decode("utf-8", "replace")
+def from_row(row: dict) -> WorkerPrint:
+    """The inverse of `as_row`; ValueError when `row` is not a worker's row."""
+    try:
+        return WorkerPrint(rank=int(row["rank"]), host=str(row.get("host") or ""),
+                           run_id=str(row.get("run_id") or ""),
+                           **{part: str(row[part]) for part in COMPARED})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a worker row ({exc!r})") from None
 
 
-def encode(worker: WorkerPrint) -> list[int]:
-    """The worker as `ROW_LENGTH` integers in 0..255 (rank first)."""
-    row = [int(worker.rank)]
-    for part in COMPARED:
-        row += list(bytes.fromhex(getattr(worker, part)))
-    return row + _text(worker.run_id) + _text(worker.host)
-
-
-def decode(row) -> WorkerPrint:
-    """The inverse of `encode`."""
-    row = [int(round(float(v))) for v in row]
-    if len(row) != ROW_LENGTH:
-        raise ValueError(f"a worker row has {len(row)} values, not {ROW_LENGTH}")
-    at, parts = 1, {}
-    for part in COMPARED:
-        parts[part] = bytes(row[at:at + DIGEST_BYTES]).hex()
-        at += DIGEST_BYTES
-    run_id = _untext(row[at:at + TEXT_BYTES])
-    host = _untext(row[at + TEXT_BYTES:at + 2 * TEXT_BYTES])
-    return WorkerPrint(rank=row[0], host=host, run_id=run_id, **parts)
-
-
-def compare(workers: list[WorkerPrint], world_size: int, chief_rank: int = 0) -> dict:
+def compare(workers: list[WorkerPrint], world_size: int, chief_rank: int = 0,
+            names: list[str] | tuple[str, ...] = ()) -> dict:
     """The `workers` section of a run: each worker's fingerprints and whether all match the chief.
 
     Several rows of one worker (one per local replica) count once. When fewer
-    workers reported than `world_size`, the result says so and is not `checked`.
+    workers reported than `world_size`, the result says so, names the missing ones
+    under `missing` (with `names[rank]` as their host when given), and is not `checked`.
 
     Example:
         >>> a = WorkerPrint(0, "algo-1", "aa" * 32, "bb" * 32)
@@ -83,9 +66,12 @@ def compare(workers: list[WorkerPrint], world_size: int, chief_rank: int = 0) ->
         "mismatches": [],
     }
     if chief is None or len(ranks) < world_size:
-        result.update(checked=False, consistent=None,
+        missing = [{"rank": r, "host": names[r] if r < len(names) else None}
+                   for r in range(world_size) if r not in by_rank]
+        result.update(checked=False, consistent=None, missing=missing,
                       reason=f"{len(ranks)} of {world_size} workers reported"
-                      + ("" if chief is not None else ", not the chief"))
+                      + ("" if chief is not None else ", not the chief")
+                      + ("; missing: " + ", ".join(_named(m) for m in missing) if missing else ""))
         return result
     for rank in ranks:
         worker = by_rank[rank]
@@ -94,6 +80,10 @@ def compare(workers: list[WorkerPrint], world_size: int, chief_rank: int = 0) ->
             result["mismatches"].append({"rank": rank, "host": worker.host, "parts": parts})
     result.update(checked=True, consistent=not result["mismatches"], run_id=chief.run_id)
     return result
+
+
+def _named(member: dict) -> str:
+    return f"worker {member['rank']}" + (f" ({member['host']})" if member.get("host") else "")
 
 
 def describe(result: dict) -> str:

@@ -20,11 +20,18 @@ import tensorflow as tf  # noqa: E402  (tf.keras is tf_keras: TF_USE_LEGACY_KERA
 
 keras = tf.keras
 epochs = int(rt.hyperparameters.get("epochs", 2))
-run = mlrepro.start_run(project="multiworker", params=rt.hyperparameters, seed=3)
-workers = mlrepro.distribute.check_workers(run, strategy)
+skip = bool(os.environ.get("MW_SKIP_CHECK"))       # a worker that never checks workers
+use_callback = bool(os.environ.get("MW_CALLBACK"))  # record with ReproCallback (it checks)
+run = workers = None
+if not use_callback:
+    run = mlrepro.start_run(project="multiworker", params=rt.hyperparameters, seed=3)
+    workers = None if skip else mlrepro.distribute.check_workers(run, strategy)
 
 with strategy.scope():
+    # With ReproCallback: BatchNormalization too, whose statistics are read through a
+    # collective (synchronised on read), as in the ResNet example.
     model = keras.Sequential([keras.layers.Dense(4, activation="relu", input_shape=(3,)),
+                              *([keras.layers.BatchNormalization()] if use_callback else []),
                               keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.SGD(float(rt.hyperparameters.get("lr", 0.05))),
                   loss="mse")
@@ -39,10 +46,20 @@ class LogLoss(keras.callbacks.Callback):
         run.log_metrics({"loss": float(logs["loss"])}, step=epoch, epoch=epoch)
 
 
-history = model.fit(ds, epochs=epochs, verbose=0, callbacks=[LogLoss()])
-run.finish()
+callbacks = [LogLoss()]
+if use_callback:
+    from mlrepro.keras import ReproCallback
+
+    callbacks = [] if skip else [ReproCallback(project="multiworker", seed=3,
+                                               checkpoint=os.environ["MW_CKPT"], export="keras")]
+history = model.fit(ds, epochs=epochs, verbose=0, callbacks=callbacks)
+if use_callback and callbacks:
+    run = callbacks[0].run
+if run is not None:
+    run.finish()
 with open(os.environ["MW_OUT"], "w") as fh:
-    json.dump({"rank": rt.rank, "is_chief": rt.is_chief, "writes": run.writes, "run_id": run.id,
+    json.dump({"rank": rt.rank, "is_chief": rt.is_chief, "writes": run and run.writes,
+               "run_id": run and run.id,
                "tf_config": json.loads(os.environ["TF_CONFIG"]),
                "replicas": strategy.num_replicas_in_sync, "multi_worker": isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy),
                "loss": history.history["loss"], "workers": workers,
