@@ -145,9 +145,15 @@ def test_diff_text_has_one_block_per_section(keras_pair, capsys):
     assert "params:\n  changed  lr: 0.05 -> 0.1\ncode:" in text
     assert "    -HIDDEN = 8\n    +HIDDEN = 6" in text
     assert "  arguments  --lr 0.05 -> 0.1; --out " in text
-    assert "data:\n  train: same" in text
+    assert "data:\n  same: train\n" in text
     assert "determinism:\n  same (seed 1, deterministic True)" in text
     assert "batch/loss: final" in text and "curves differ from step 0" in text
+    assert "identical params not shown; --all shows them)" in text.splitlines()[-1]
+    assert main(["diff", keras_pair["a"], keras_pair["b"], "--all",
+                 "--store", keras_pair["store"]]) == 0
+    every = capsys.readouterr().out
+    assert "data:\n  train: same (" in every
+    assert "--all shows them" not in every and "  same     " in every
 
 
 # -- fast runs without TensorFlow ------------------------------------------------------------

@@ -11,7 +11,7 @@ def cmd_diff(args) -> int:
     if args.json:
         print_json(result)
     else:
-        print(diff_text(result))
+        print(diff_text(result, show_all=args.all))
     return 0
 
 
@@ -25,4 +25,6 @@ def register(subparsers, common) -> None:
     p.add_argument("--repo", help="git repository holding the runs' commits "
                                   "(default: the current one, then the recorded one)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.add_argument("--all", action="store_true",
+                   help="also print identical params, inputs and curves, and timing metrics")
     p.set_defaults(func=cmd_diff)

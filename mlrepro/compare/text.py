@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 import unicodedata
 
 TABLE_METRICS = 3
@@ -85,6 +86,40 @@ def number(value) -> str:
             return f"{value:.4g}"
         return f"{value:.4f}".rstrip("0").rstrip(".") if value != int(value) else f"{value:g}"
     return str(value)
+
+
+def as_float32(value: float) -> float | None:
+    """`value` through IEEE float32 and back, or None when it does not fit in one."""
+    try:
+        return struct.unpack("f", struct.pack("f", value))[0]
+    except (OverflowError, struct.error):
+        return None
+
+
+def exact(value) -> str:
+    """A recorded value in full: floats as the shortest text that reads back the same, and a
+    float that is exactly a float32 (a Keras learning rate, 0.009999999776482582) as the
+    shortest text that reads back as that float32 (0.01).
+
+    Example:
+        >>> exact(0.009999999776482582), exact(0.01), exact(3.0)
+        ('0.01', '0.01', '3.0')
+    """
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, float):
+        text = repr(value)
+        if math.isfinite(value) and as_float32(value) == value:
+            for digits in range(1, 10):
+                candidate = f"{value:.{digits}g}"
+                if not any(c in candidate for c in ".en"):
+                    candidate += ".0"
+                if as_float32(float(candidate)) == value:
+                    return candidate if len(candidate) < len(text) else text
+        return text
+    if isinstance(value, int):
+        return str(value)
+    return short(value, 60)
 
 
 def short(value, width: int = 40) -> str:
