@@ -16,7 +16,9 @@ from mlrepro.compare import compare_manifests, diff_metrics, environment_drift
 from mlrepro.errors import MlreproError
 from mlrepro.analysis.rebuild import find_repo, git, has_commit, scratch_clone, tree_of
 from mlrepro.compare.listing import is_timing_metric
-from mlrepro.compare.text import exact, number
+from mlrepro.compare.text import exact, number, short
+
+KEY_WIDTH = 60
 
 MAX_DIFF_LINES = 2000
 
@@ -175,12 +177,16 @@ def _v(value) -> str:
 def _mapping_lines(diff: dict, indent: str = "  ") -> list[str]:
     lines = []
     for key, pair in diff["changed"].items():
-        lines.append(f"{indent}changed  {key}: {_v(pair['a'])} -> {_v(pair['b'])}")
+        lines.append(f"{indent}changed  {_k(key)}: {_v(pair['a'])} -> {_v(pair['b'])}")
     for key, value in diff["added"].items():
-        lines.append(f"{indent}added    {key}: {_v(value)}")
+        lines.append(f"{indent}added    {_k(key)}: {_v(value)}")
     for key, value in diff["removed"].items():
-        lines.append(f"{indent}removed  {key} (was {_v(value)})")
+        lines.append(f"{indent}removed  {_k(key)} (was {_v(value)})")
     return lines
+
+
+def _k(key) -> str:
+    return short(str(key), KEY_WIDTH)
 
 
 def _code_lines(code: dict) -> list[str]:
@@ -294,8 +300,8 @@ def diff_text(d: dict, *, show_all: bool = False) -> str:
     user = _mapping_lines(params["params"])
     auto = _mapping_lines(params["auto_params"], indent="    ")
     if show_all:
-        user += [f"  same     {k}: {_v(v)}" for k, v in (unchanged.get("params") or {}).items()]
-        auto += [f"    same     {k}: {_v(v)}"
+        user += [f"  same     {_k(k)}: {_v(v)}" for k, v in (unchanged.get("params") or {}).items()]
+        auto += [f"    same     {_k(k)}: {_v(v)}"
                  for k, v in (unchanged.get("auto_params") or {}).items()]
     else:
         _count(hidden, "identical params", len(unchanged.get("params") or {})

@@ -74,7 +74,7 @@ def cmd_show(args) -> int:
             out["metrics"] = {n: [[s, v] for s, v, _w, _e in pts.series[n]] for n in pts.names()}
         print_json(out)
         return 0
-    print(run_text(manifest, status, events))
+    print(run_text(manifest, status, events, width=terminal_width()))
     if args.metrics:
         pts = store.read_points(run_id)
         for name in pts.names():

@@ -143,7 +143,7 @@ def runs_table(rows: list[dict], *, width: int = 80, sort: str | None = None,
 
 
 def _header(kind: str, key: str) -> str:
-    return key.upper() if kind == "fixed" else printable(key)
+    return key.upper() if kind == "fixed" else short(str(key), CELL_WIDTH)
 
 
 def _fixed(r: Mapping, key: str) -> str:
@@ -198,11 +198,14 @@ def _fit(built, width: int, keep: list[str]):
             return (0, i)
         if kind == "metric" and key in keep:
             return (1, i)
-        order = {"param": 2, "auto": 3, "metric": 4}
+        if kind == "metric" and key == first_metric:
+            return (3, i)
+        order = {"param": 2, "auto": 4, "metric": 5}
         if kind in order:
             return (order[kind], i)
-        return (5 + ("name", "time", "started", "project").index(key), i)
+        return (6 + ("name", "time", "started", "project").index(key), i)
 
+    first_metric = next((key for kind, key, _h, _c in built if kind == "metric"), None)
     total, taken = 0, set()
     for i, column in sorted(enumerate(built), key=rank):
         need = _width_of(column) + (len(GAP) if taken else 0)
