@@ -55,7 +55,7 @@ def test_show_prints_everything_readable_and_as_json(store_dir, capsys):
     a, _b, _c = _runs(store_dir)
     assert main(["show", a.split("-")[1][:7], "--store", store_dir]) == 0
     out = capsys.readouterr().out
-    for needle in (a, "status     finished", "params:", "lr", "metrics:", "loss", "code:",
+    for needle in (a, "status      finished", "params:", "lr", "metrics:", "loss", "code:",
                    "environment:", "python 3."):
         assert needle in out
     assert main(["show", a, "--json", "--metrics", "--store", store_dir]) == 0
