@@ -193,7 +193,8 @@ def _wrapped(head: str, items: list[str], width: int, sep: str = ", ") -> list[s
     lines, line = [], head
     for i, item in enumerate(items):
         piece = item + (sep if i < len(items) - 1 else "")
-        if len(line) + len(piece.rstrip()) > width and line.strip() != head.strip():
+        if len(line) + len(piece.rstrip()) > width and line.strip() != head.strip() \
+                and line.strip():
             lines.append(line.rstrip())
             line = " " * 4 + piece
         else:
@@ -264,9 +265,10 @@ def run_text(manifest: dict, status: str, events: list[dict] | None = None,
                + (f"  applied: {', '.join(det.get('applied') or [])}" if det.get("applied")
                   else ""))
     if det.get("model_built_before_seed"):  # see mlrepro._keras.initial_state
-        out.append("initial state: the model was built before seeding; " + (
+        out += _wrapped("", ("initial state: the model was built before seeding; " + (
             "its initial weights are artifact initial_state (`mlrepro reproduce` restores them)"
-            if det.get("initial_state") else "its initial weights were not seeded"))
+            if det.get("initial_state") else "its initial weights were not seeded")).split(),
+            width, sep=" ")
     if det.get("initial_state_restored_from"):
         out.append(f"initial state: restored from run {det['initial_state_restored_from']}")
     summary = m.get("metrics_summary") or {}
