@@ -148,7 +148,7 @@ def test_diff_text_has_one_block_per_section(keras_pair, capsys):
     assert "data:\n  same: train\n" in text
     assert "determinism:\n  same (seed 1, deterministic True)" in text
     assert "batch/loss: final" in text and "curves differ from step 0" in text
-    assert "identical params not shown; --all shows them)" in text.splitlines()[-1]
+    assert "identical param not shown; --all shows them)" in text.splitlines()[-1]
     assert main(["diff", keras_pair["a"], keras_pair["b"], "--all",
                  "--store", keras_pair["store"]]) == 0
     every = capsys.readouterr().out

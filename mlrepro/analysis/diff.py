@@ -257,7 +257,7 @@ def _metric_lines(metrics: dict, show_all: bool = True, hidden: dict | None = No
     for name, m in metrics["metrics"].items():
         a, b = m["a"], m["b"]
         if not show_all and is_timing_metric(name):
-            _count(hidden, "timing metrics", 1)
+            _count(hidden, "timing metric", 1)
             continue
         if not show_all and m["same_curve"]:
             same.append(name)
@@ -304,7 +304,7 @@ def diff_text(d: dict, *, show_all: bool = False) -> str:
         auto += [f"    same     {_k(k)}: {_v(v)}"
                  for k, v in (unchanged.get("auto_params") or {}).items()]
     else:
-        _count(hidden, "identical params", len(unchanged.get("params") or {})
+        _count(hidden, "identical param", len(unchanged.get("params") or {})
                + len(unchanged.get("auto_params") or {}))
     out += user or ["  same"]
     if auto:
@@ -322,7 +322,7 @@ def diff_text(d: dict, *, show_all: bool = False) -> str:
                                    for k, v in det["changed"].items()]
     out += ["metrics (A | B):"] + _metric_lines(d["metrics"], show_all, hidden)
     if hidden:
-        parts = ", ".join(f"{n} {what}" for what, n in hidden.items())
+        parts = ", ".join(f"{n} {what}{'s' if n != 1 else ''}" for what, n in hidden.items())
         out.append(f"({parts} not shown; --all shows them)")
     return "\n".join(line for line in out if line != "")
 
