@@ -252,7 +252,9 @@ def _data_lines(data: dict, show_all: bool = True, hidden: dict | None = None) -
     return lines or ["  no data recorded"]
 
 
-def _metric_lines(metrics: dict, show_all: bool = True, hidden: dict | None = None) -> list[str]:
+def _metric_lines(metrics: dict, show_all: bool = True, hidden: dict | None = None,
+                  width: int = 100) -> list[str]:
+    """One line per metric (`name: A | B (where)`), or three where that is wider than `width`."""
     lines, same = [], []
     for name, m in metrics["metrics"].items():
         a, b = m["a"], m["b"]
@@ -274,7 +276,11 @@ def _metric_lines(metrics: dict, show_all: bool = True, hidden: dict | None = No
             where = f"curves differ from step {m['first_difference']['step']}"
         else:
             where = "only in one run"
-        lines.append(f"  {name}: {fmt(a)}  |  {fmt(b)}  ({where})")
+        line = f"  {name}: {fmt(a)}  |  {fmt(b)}  ({where})"
+        if len(line) <= width:
+            lines.append(line)
+        else:
+            lines += [f"  {name}: {where}", f"    A  {fmt(a)}", f"    B  {fmt(b)}"]
     if same:
         lines.append(f"  same curves: {', '.join(same[:8])}"
                      + (f" and {len(same) - 8} more" if len(same) > 8 else ""))
@@ -283,7 +289,7 @@ def _metric_lines(metrics: dict, show_all: bool = True, hidden: dict | None = No
     return lines or ["  no metrics recorded"]
 
 
-def diff_text(d: dict, *, show_all: bool = False) -> str:
+def diff_text(d: dict, *, show_all: bool = False, width: int = 100) -> str:
     """The comparison as text, one block per section.
 
     Identical params, inputs and metric curves and timing-only metrics (`epoch_time_s`,
@@ -320,7 +326,7 @@ def diff_text(d: dict, *, show_all: bool = False) -> str:
     else:
         out += ["determinism:"] + [f"  {k}: {_v(v['a'])} -> {_v(v['b'])}"
                                    for k, v in det["changed"].items()]
-    out += ["metrics (A | B):"] + _metric_lines(d["metrics"], show_all, hidden)
+    out += ["metrics (A | B):"] + _metric_lines(d["metrics"], show_all, hidden, width)
     if hidden:
         parts = ", ".join(f"{n} {what}{'s' if n != 1 else ''}" for what, n in hidden.items())
         out.append(f"({parts} not shown; --all shows them)")

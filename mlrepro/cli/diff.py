@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mlrepro.analysis.diff import diff_text, run_diff
 from mlrepro.cli.args import print_json, store_of
+from mlrepro.cli.runs import terminal_width
 
 
 def cmd_diff(args) -> int:
@@ -11,7 +12,7 @@ def cmd_diff(args) -> int:
     if args.json:
         print_json(result)
     else:
-        print(diff_text(result, show_all=args.all))
+        print(diff_text(result, show_all=args.all, width=terminal_width()))
     return 0
 
 
