@@ -138,7 +138,8 @@ def test_diff_shows_exactly_the_changed_hyperparameter_and_code_line(keras_pair,
 
 @pytest.mark.tf
 @pytest.mark.slow
-def test_diff_text_has_one_block_per_section(keras_pair, capsys):
+def test_diff_text_has_one_block_per_section(keras_pair, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # one line per metric (narrower splits them)
     assert main(["diff", keras_pair["a"].split("-")[1][:6], keras_pair["b"].split("-")[1][:6],
                  "--store", keras_pair["store"]]) == 0
     text = capsys.readouterr().out
