@@ -12,7 +12,8 @@ from mlrepro.errors import MlreproError
 from mlrepro.store import RunQuery
 from mlrepro.store.points import current_summary
 
-# Auto-captured params are in the manifests, not the index: read for at most this many rows.
+# Auto-captured params are in the manifests, not the index: read (from a local store) for at
+# most this many rows.
 AUTO_PARAM_ROWS = 200
 
 
@@ -52,8 +53,9 @@ def cmd_runs(args) -> int:
         print_json(rows)
     else:
         columns = [c for c in args.columns.split(",") if c.strip()] if args.columns else None
-        auto = {}
-        for manifest in store.read_manifests([r["id"] for r in rows[:AUTO_PARAM_ROWS]]):
+        auto = {}  # a remote listing stays a few requests: its index holds no auto params
+        ids = [r["id"] for r in rows[:AUTO_PARAM_ROWS]] if store.root is not None else []
+        for manifest in store.read_manifests(ids):
             auto[manifest["id"]] = manifest.get("auto_params")
         print(runs_table(rows, width=terminal_width(), sort=args.sort, auto_params=auto,
                          columns=columns, wide=args.wide))
