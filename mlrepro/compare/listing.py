@@ -14,7 +14,7 @@ import re
 from typing import Mapping, Sequence
 
 from mlrepro.compare.sections import flatten, same_value
-from mlrepro.compare.text import duration, end_of, number, printable, short, when
+from mlrepro.compare.text import duration, end_of, number, short, table, when
 from mlrepro.errors import MlreproError
 
 KEY_METRICS = ("loss", "val_loss", "val_accuracy", "accuracy")
@@ -132,7 +132,7 @@ def runs_table(rows: list[dict], *, width: int = 80, sort: str | None = None,
     hidden: list[str] = []
     if columns is None and not wide:
         shown, hidden = _fit(built, width, metric_names[:1] if sort else [])
-    text = _table([c[2] for c in shown], [list(r) for r in zip(*[c[3] for c in shown])])
+    text = table([c[2] for c in shown], [list(r) for r in zip(*[c[3] for c in shown])])
     if hidden:
         names = ", ".join(hidden[:4]) + (", …" if len(hidden) > 4 else "")
         note = (f"({len(hidden)} column{'s' if len(hidden) != 1 else ''} hidden to fit "
@@ -215,14 +215,3 @@ def _fit(built, width: int, keep: list[str]):
     shown = [c for i, c in enumerate(built) if i in taken]
     hidden = [c[2] for i, c in enumerate(built) if i not in taken]
     return shown, hidden
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [len(h) for h in headers]
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-    lines = [GAP.join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    for row in rows:
-        lines.append(GAP.join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-    return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""Text views of runs for people: the `mlrepro runs` table and `mlrepro show`. Pure formatting."""
+"""Text views of runs for people: `mlrepro show` and the value formatting every view shares
+(the `runs` table is `listing`). Pure formatting."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 import struct
 import unicodedata
 
-TABLE_METRICS = 3
+from mlrepro.compare.sections import flatten
 
 
 def printable(text) -> str:
@@ -139,30 +140,6 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def runs_table(rows: list[dict], metrics: list[str] | None = None) -> str:
-    """One line per run: id, project, name, status, start, duration, key metrics, params."""
-    if not rows:
-        return "no runs"
-    if metrics is None:
-        seen: dict[str, int] = {}
-        for r in rows:
-            for name in _dict(r.get("metrics_summary")):
-                seen[name] = seen.get(name, 0) + 1
-        metrics = [n for n, _ in sorted(seen.items(), key=lambda kv: (-kv[1], kv[0]))
-                   if not n.startswith(("batch/", "lr", "learning_rate"))][:TABLE_METRICS]
-    headers = (["ID", "PROJECT", "NAME", "STATUS", "STARTED", "TIME"]
-               + [printable(m.upper()) for m in metrics])
-    body = []
-    for r in rows:
-        summary = _dict(r.get("metrics_summary"))
-        name = r.get("name") or ""
-        body.append([r["id"], short(r.get("project") or "", 20),
-                     "" if name == r["id"] else short(name, 24), r.get("status") or "?",
-                     when(r.get("start_time")), duration(r.get("start_time"), end_of(r))]
-                    + [number(_dict(summary.get(m)).get("last")) for m in metrics])
-    return table(headers, body)
-
-
 LABEL = 12  # the width of `show`'s labels ("fingerprint" and a space)
 KEY_WIDTH = 32
 
@@ -201,17 +178,6 @@ def _wrapped(head: str, items: list[str], width: int, sep: str = ", ") -> list[s
             line += piece
     lines.append(line.rstrip())
     return lines
-
-
-def _flatten(value: dict, prefix: str = "") -> dict:
-    """Nested dicts as dotted keys (`optimizer.learning_rate`), as `diff` names them."""
-    out: dict = {}
-    for key, item in value.items():
-        if isinstance(item, dict) and item:
-            out.update(_flatten(item, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = item
-    return out
 
 
 def fit_lines(lines: list[str], width: int) -> tuple[list[str], bool]:
@@ -257,7 +223,7 @@ def run_text(manifest: dict, status: str, events: list[dict] | None = None,
     cut: list = []
     out += _kv_block("params", _dict(m.get("params")), width, cut)
     if _dict(m.get("auto_params")):
-        out += _kv_block("auto-captured params", _flatten(m["auto_params"]), width, cut)
+        out += _kv_block("auto-captured params", flatten(m["auto_params"]), width, cut)
     if _dict(m.get("tags")):
         out += _kv_block("tags", m["tags"], width, cut)
     det = _dict(m.get("determinism"))
