@@ -552,10 +552,12 @@ def test_an_unfinished_run_file_resumes_that_run_from_its_checkpoint(env):
     info = runfile.read(str(env / "ck"))
     runfile.write(str(env / "ck"), **{**info, "status": "running"})  # as if it had died
     second = mlrepro.keras.ReproCallback(project="cont", checkpoint=str(env / "ck"),
-                                         export=False)
+                                         export=False, resume="force")  # 2 -> 3 epochs
     fresh = _model()
     history = fresh.fit(x, y, batch_size=BATCH, epochs=3, verbose=0, callbacks=[second])
     assert second.run.id == first.run.id and second.run.attempt == 1
+    attempt = second.run.manifest["attempts"][1]
+    assert attempt["resume"] == "force" and attempt["changed"] == ["fit.epochs 2 -> 3"]
     assert history.epoch == [2]  # epochs 0 and 1 were restored, not re-run
     restored = second.run.manifest["resume"]["restored"]
     assert restored["epoch"] == 1 and restored["global_step"] == 6

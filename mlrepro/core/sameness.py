@@ -25,8 +25,8 @@ RESUME_MODES = (AUTO, NEVER, MUST, FORCE)
 MAX_LISTED = 12          # differences named in one message; the record keeps them all
 MAX_VALUE_CHARS = 60
 COMMAND_LINE = "command line"
-# Descriptive labels that differ between identical processes (auto-numbered layer names
-# when a process builds a model twice) or that repeat another field (summary, digest).
+# Descriptive labels that differ between identical processes (auto-numbered layer and
+# optimizer names when a process builds a model twice) or that repeat another field.
 DESCRIPTIVE_MODEL_FIELDS = ("name", "summary", "summary_error", "config_digest")
 
 
@@ -123,6 +123,10 @@ def _normalised(auto: dict) -> dict:
         if "config" in model:
             model["config"] = _without_names(model["config"])
         auto = {**auto, "model": model}
+    optimizer = auto.get("optimizer")
+    if isinstance(optimizer, dict) and isinstance(optimizer.get("config"), dict):
+        config = {k: v for k, v in optimizer["config"].items() if k != "name"}  # adam_3
+        auto = {**auto, "optimizer": {**optimizer, "config": config}}
     return auto
 
 
