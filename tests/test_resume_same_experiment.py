@@ -36,7 +36,7 @@ def _identity(**changes):
 
 
 def test_the_same_experiment_has_no_differences_even_with_renumbered_layers():
-    other = _identity(auto={"fit": {"epochs": 40, "batch_size": 16},
+    other = _identity(auto={"fit": {"epochs": 40, "batch_size": 16, "verbose": 2},
                             "model": {"name": "sequential", "summary": "other", "config": {
                                 "name": "sequential", "layers": [{"name": "dense", "units": 8}]}}})
     assert sameness.differences(_identity(), other) == []

@@ -28,6 +28,7 @@ COMMAND_LINE = "command line"
 # Descriptive labels that differ between identical processes (auto-numbered layer and
 # optimizer names when a process builds a model twice) or that repeat another field.
 DESCRIPTIVE_MODEL_FIELDS = ("name", "summary", "summary_error", "config_digest")
+DESCRIPTIVE_FIT_FIELDS = ("verbose", "note")  # how fit reports, not what it trains
 
 
 class ResumeRefused(MlreproError):
@@ -123,6 +124,9 @@ def _normalised(auto: dict) -> dict:
         if "config" in model:
             model["config"] = _without_names(model["config"])
         auto = {**auto, "model": model}
+    fit = auto.get("fit")
+    if isinstance(fit, dict):
+        auto = {**auto, "fit": {k: v for k, v in fit.items() if k not in DESCRIPTIVE_FIT_FIELDS}}
     optimizer = auto.get("optimizer")
     if isinstance(optimizer, dict) and isinstance(optimizer.get("config"), dict):
         config = {k: v for k, v in optimizer["config"].items() if k != "name"}  # adam_3
