@@ -153,3 +153,52 @@ def test_the_same_command_resumes_the_killed_run(tmp_path):
     assert manifest["resume"]["restored"]["epoch"] == 1
     assert "changed" not in manifest["attempts"][1]
     assert [p[0] for p in store.read_points(old).series["loss"]] == [4, 8, 12, 16, 20, 24]
+
+
+# -- in-process: the modes that need no second experiment ---------------------------------
+def _fit(directory, resume="auto", epochs=1):
+    import keras
+    import numpy as np
+
+    import mlrepro.keras
+
+    callback = mlrepro.keras.ReproCallback(project="modes", checkpoint=str(directory),
+                                           export=False, tensorboard=False, resume=resume)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(np.zeros((8, 4)), np.zeros(8), epochs=epochs, verbose=0, callbacks=[callback])
+    return callback.run
+
+
+def _as_if_killed(directory):
+    from mlrepro._keras import runfile
+
+    info = runfile.read(str(directory))
+    runfile.write(str(directory), **{**info, "status": "running"})
+
+
+@pytest.mark.tf
+def test_never_starts_a_new_run_beside_an_unfinished_one_of_the_same_experiment(tmp_path):
+    first = _fit(tmp_path / "ck")
+    _as_if_killed(tmp_path / "ck")
+    again = _fit(tmp_path / "ck")  # the same experiment resumes by default
+    assert again.id == first.id and again.attempt == 1
+    _as_if_killed(tmp_path / "ck")
+    assert _fit(tmp_path / "ck", resume="never").id != first.id
+
+
+@pytest.mark.tf
+def test_must_raises_in_fit_when_nothing_is_there_to_continue(tmp_path):
+    with pytest.raises(sameness.ResumeRefused, match="holds no unfinished mlrepro run"):
+        _fit(tmp_path / "ck", resume="must")
+    _fit(tmp_path / "ck")
+    with pytest.raises(sameness.ResumeRefused, match="finished"):
+        _fit(tmp_path / "ck", resume="must")
+
+
+def test_must_and_force_need_checkpoints():
+    pytest.importorskip("keras")
+    import mlrepro.keras
+
+    with pytest.raises(sameness.MlreproError, match="checkpoint=False"):
+        mlrepro.keras.ReproCallback(project="p", checkpoint=False, resume="must")

@@ -130,3 +130,17 @@ def test_the_same_command_continues_the_killed_run(tmp_path, script, store):
     assert "another experiment" not in proc.stderr
     m = store.read_manifest(old)
     assert [a["attempt"] for a in m["attempts"]] == [0, 1] and m["status"] == "finished"
+
+
+@pytest.mark.slow
+def test_a_forced_resume_continues_the_killed_run_and_records_what_changed(tmp_path, script,
+                                                                           store):
+    md = tmp_path / "md"
+    old = _kill_after_a_checkpoint(script, md)
+    proc = _train(script, md, "--learning-rate", "0.02", "--steps", "3", resume="force")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["run_id"] == old
+    assert "another experiment" not in proc.stderr
+    attempt = store.read_manifest(old)["attempts"][1]
+    assert attempt["resume"] == "force" and "learning_rate 0.05 -> 0.02" in attempt["changed"]
+    assert any(c.startswith("command line ") for c in attempt["changed"])
