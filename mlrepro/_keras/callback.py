@@ -147,7 +147,7 @@ class ReproCallback(_Base):
         self._keep = int(keep_checkpoints)
         self._formats = _arguments.export_formats(export)
         self._tensorboard = bool(tensorboard)
-        self._resume = _resume.check(resume, checkpoint)
+        self._resume_mode = _resume.check(resume, checkpoint)
         self._seed_record = _seeding.apply_now(seed, deterministic)
         _initial.warn_built_before_seed(self._seed_record)
         self.run: Any = None
@@ -258,7 +258,7 @@ class ReproCallback(_Base):
             if _reproduction.holds_original(info):  # a re-run never continues the original
                 self._ckpt_dir, info = _reproduction.fresh_checkpoint_dir(self.project), None
         resumable = _runfile.resumable(info, self.project)
-        decision = _resume.decide(self._resume, info, resumable, project=self.project,
+        decision = _resume.decide(self._resume_mode, info, resumable, project=self.project,
                                   ckpt_dir=self._ckpt_dir, store=self._store, runtime=runtime,
                                   model=model, fit=fit, keras_params=self.params,
                                   user_params=self._user_params)
