@@ -24,9 +24,9 @@ __all__ = ["main", "build_parser", "parse_pairs", "parse_value"]
 
 EXIT_CODES = f"""exit codes:
   0    success (reproduce: the re-run matched, bit for bit or within tolerance)
-  1    a check failed: reproduce diverged or was inconclusive, trace found no run that
-       made the file, push/pull/sync/recover skipped a run; or a file-system or internal
-       error ({env.DEBUG.name}=1 adds a traceback)
+  1    a check failed: reproduce diverged, was inconclusive or its re-run failed, trace
+       found no run that made the file, push/pull/sync/recover skipped a run; or a
+       file-system or internal error ({env.DEBUG.name}=1 adds a traceback)
   2    bad input or a refusal: a bad argument, no run or several runs match a prefix, no
        store there, reproduce refused (environment or data differ); one line names the
        problem and the fix
