@@ -1,4 +1,4 @@
-"""`mlrepro --help` and every command's help: described, every option explained, exit codes listed."""
+"""`mlrepro --help` and each command's help: described, every option explained, exit codes."""
 
 from __future__ import annotations
 

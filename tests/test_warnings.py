@@ -1,4 +1,4 @@
-"""mlrepro's warnings name the user's line (`train.py:7: MlreproWarning: ...`), not mlrepro's own."""
+"""mlrepro's warnings name the user's line (`train.py:7: MlreproWarning: ...`), not its own."""
 
 from __future__ import annotations
 

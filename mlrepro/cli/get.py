@@ -26,8 +26,8 @@ def register(subparsers, common) -> None:
                     "local or s3://, or all of them. Every object is checked against its "
                     "digest as it is written.")
     p.add_argument("run", metavar="RUN", help="run id or unique prefix")
-    p.add_argument("artifact", nargs="?", metavar="ARTIFACT", help="artifact name, as `mlrepro show` lists it "
-                                               "(default: every artifact)")
+    p.add_argument("artifact", nargs="?", metavar="ARTIFACT",
+                   help="artifact name, as `mlrepro show` lists it (default: every artifact)")
     p.add_argument("-o", "--output", metavar="PATH",
                    help="where to write it (default: ./<artifact base name>, or ./<run id>/ "
                         "for every artifact)")

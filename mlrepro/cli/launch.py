@@ -103,7 +103,8 @@ def register(subparsers, common) -> None:
     p.add_argument("script", nargs="?", metavar="SCRIPT", help="the training script")
     p.add_argument("--from", dest="from_run", metavar="RUN",
                    help="launch a recorded run again: its code, params and machines")
-    p.add_argument("--source-dir", metavar="PATH", help="directory uploaded as the code (default: the script's)")
+    p.add_argument("--source-dir", metavar="PATH",
+                   help="directory uploaded as the code (default: the script's)")
     p.add_argument("--instance-type", help="e.g. ml.g5.xlarge")
     p.add_argument("--instance-count", type=int, metavar="N",
                    help="number of instances (default 1, or the run's)")
@@ -130,7 +131,8 @@ def register(subparsers, common) -> None:
     p.add_argument("--volume-gb", type=int, metavar="GB",
                    help=f"each instance's storage volume (default {DEFAULT_VOLUME_GB})")
     p.add_argument("--job-name", help=f"base job name (default {DEFAULT_BASE_JOB_NAME})")
-    p.add_argument("--repo", metavar="PATH", help="git checkout holding a recorded run's commit (for --from)")
+    p.add_argument("--repo", metavar="PATH",
+                   help="git checkout holding a recorded run's commit (for --from)")
     p.add_argument("--no-bundle", action="store_true",
                    help="do not ship mlrepro with the code (the image has it)")
     p.add_argument("--dry-run", action="store_true",

@@ -95,7 +95,8 @@ def register(subparsers, common) -> None:
                        description="Name an S3 remote: mlrepro remote add team "
                                    "s3://bucket/prefix")
     a.add_argument("name", metavar="NAME", help="the remote's name, e.g. team")
-    a.add_argument("uri", metavar="URI", help="s3://bucket/prefix (credentials come from the boto3 chain)")
+    a.add_argument("uri", metavar="URI",
+                   help="s3://bucket/prefix (credentials come from the boto3 chain)")
     a.add_argument("--default", action="store_true", help="make it the default remote")
     a.set_defaults(func=cmd_remote_add)
     a = sub.add_parser("list", parents=[common], help="list remotes",
@@ -107,8 +108,9 @@ def register(subparsers, common) -> None:
     a.set_defaults(func=cmd_remote_remove)
 
     def with_remote(parser):
-        parser.add_argument("--remote", metavar="NAME|URI", help="remote name or s3:// URI (default: "
-                                             f"${env.REMOTE.name}, then the default remote)")
+        parser.add_argument("--remote", metavar="NAME|URI",
+                            help=f"remote name or s3:// URI (default: ${env.REMOTE.name}, then "
+                                 "the default remote)")
         return parser
 
     p = with_remote(subparsers.add_parser("push", parents=[common],
@@ -116,14 +118,16 @@ def register(subparsers, common) -> None:
                                           description="Send local runs (and the objects they "
                                                       "name) to an S3 remote. Exit 1 if a run "
                                                       "was skipped."))
-    p.add_argument("runs", nargs="*", metavar="RUN", help="run ids or prefixes (default: every local run)")
+    p.add_argument("runs", nargs="*", metavar="RUN",
+                   help="run ids or prefixes (default: every local run)")
     p.set_defaults(func=cmd_push)
     p = with_remote(subparsers.add_parser("pull", parents=[common],
                                           help="fetch runs from the remote",
                                           description="Fetch runs (and the objects they name) "
                                                       "from an S3 remote into the local store. "
                                                       "Exit 1 if a run was skipped."))
-    p.add_argument("runs", nargs="*", metavar="RUN", help="run ids or prefixes (default: every remote run)")
+    p.add_argument("runs", nargs="*", metavar="RUN",
+                   help="run ids or prefixes (default: every remote run)")
     p.set_defaults(func=cmd_pull)
     p = with_remote(subparsers.add_parser("sync", parents=[common],
                                           help="push then pull everything that differs",
@@ -136,6 +140,7 @@ def register(subparsers, common) -> None:
                               help="import the runs a SageMaker job wrote to its output",
                               description="Import into the local store the runs a SageMaker "
                                           "training job wrote to its output.")
-    p.add_argument("source", metavar="SOURCE", help="s3://.../output/ (or .../output.tar.gz, .../model.tar.gz), "
-                                  "a local tar.gz or directory, or a training job name")
+    p.add_argument("source", metavar="SOURCE",
+                   help="s3://.../output/ (or .../output.tar.gz, .../model.tar.gz), a local "
+                        "tar.gz or directory, or a training job name")
     p.set_defaults(func=cmd_pull_job)

@@ -81,7 +81,8 @@ def register(subparsers, common) -> None:
                                           "run was skipped.")
     p.add_argument("runs", nargs="*", metavar="RUN",
                    help="spooled run ids or prefixes (default: every spooled run)")
-    p.add_argument("--from", dest="source", metavar="PATH", help="spool directory (default: the spool)")
+    p.add_argument("--from", dest="source", metavar="PATH",
+                   help="spool directory (default: the spool)")
     p.add_argument("--keep", action="store_true", help="leave the runs in the spool")
     p.set_defaults(func=cmd_recover)
 
