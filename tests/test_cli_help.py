@@ -75,3 +75,9 @@ def test_a_command_help_shows_the_positional_names(capsys):
         main(["diff", "--help"])
     usage = capsys.readouterr().out.split("\n\n")[0]
     assert usage.rstrip().endswith("RUN_A RUN_B")
+
+
+def test_a_command_group_without_its_command_says_which_to_give(capsys):
+    assert main(["remote"]) == 2
+    err = capsys.readouterr().err
+    assert "needs a command: add, list or remove" in err and len(err.strip().splitlines()) == 1

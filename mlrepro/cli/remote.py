@@ -10,7 +10,7 @@ from mlrepro.aws.job_output import import_job_output
 from mlrepro.aws.remote import (TransferSummary, add_remote, load_remotes, pull, push,
                                 remove_remote, resolve_remote, sync)
 from mlrepro.cli.args import local_store_of
-from mlrepro.errors import StoreError
+from mlrepro.errors import MlreproError, StoreError
 from mlrepro.store import Store, open_store
 
 _WHY_LOCAL = "push and pull move runs between a local directory and a remote"
@@ -55,6 +55,11 @@ def cmd_remote_remove(args) -> int:
     return 0
 
 
+def cmd_remote(args) -> int:
+    raise MlreproError("`mlrepro remote` needs a command: add, list or remove (see `mlrepro "
+                       "remote --help`)")
+
+
 def cmd_push(args) -> int:
     local = _local(args)
     remote = _remote(args, local)
@@ -91,6 +96,7 @@ def register(subparsers, common) -> None:
                                           "(kept in the local store).")
     sub = p.add_subparsers(dest="remote_verb", parser_class=type(p), title="commands",
                            metavar="COMMAND")
+    p.set_defaults(func=cmd_remote)
     a = sub.add_parser("add", parents=[common], help="name an S3 remote",
                        description="Name an S3 remote: mlrepro remote add team "
                                    "s3://bucket/prefix")
