@@ -37,8 +37,42 @@ class MlreproWarning(UserWarning):
     """Tracking had a problem; training goes on."""
 
 
-def warn(message: str, *, stacklevel: int = 3) -> None:
-    """A tracking problem: a visible `MlreproWarning`, never an exception."""
+# Packages whose frames are never the user's line: mlrepro itself, the frameworks that call its
+# callbacks and hooks (a warning raised in a Keras callback names the user's `model.fit(...)`),
+# and the standard library's plumbing between them (`with` blocks, threads).
+_NOT_USERS = frozenset({"mlrepro", "keras", "tf_keras", "tensorflow", "tensorflow_estimator",
+                        "absl", "contextlib", "threading", "concurrent", "importlib"})
+
+
+def _user_frame():
+    """The innermost frame outside `_NOT_USERS` (None on a thread that only runs mlrepro)."""
+    import sys
+
+    frame = sys._getframe(2)  # the caller of `warn`
+    while frame is not None:
+        name = frame.f_globals.get("__name__") or ""
+        if name.partition(".")[0] not in _NOT_USERS:
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def warn(message: str, *, stacklevel: int | None = None) -> None:
+    """A tracking problem: a visible `MlreproWarning`, never an exception.
+
+    The warning names the user's line (the first frame outside mlrepro and the frameworks),
+    not mlrepro's own source: `train.py:41: MlreproWarning: ...` for `model.fit` on line 41.
+    On mlrepro's writer thread there is no user line, and the line that warned is named.
+    `stacklevel` (as `warnings.warn` counts it) names another frame instead.
+    """
     import warnings
 
-    warnings.warn(message, MlreproWarning, stacklevel=stacklevel)
+    frame = None if stacklevel is not None else _user_frame()
+    if frame is None:
+        warnings.warn(message, MlreproWarning, stacklevel=stacklevel or 2)
+        return
+    module_globals = frame.f_globals
+    warnings.warn_explicit(message, MlreproWarning, frame.f_code.co_filename, frame.f_lineno,
+                           module=module_globals.get("__name__", "<string>"),
+                           registry=module_globals.setdefault("__warningregistry__", {}),
+                           module_globals=module_globals)

@@ -26,7 +26,7 @@ def wrap_model_fn(model_fn: Callable, *, project: str = "default", store: Any = 
                   name: str | None = None, tags: Mapping | None = None,
                   every_n_steps: int | None = None,
                   tensors: "Mapping[str, str] | Sequence[str] | None" = None,
-                  checkpoints: str = "all") -> Callable:
+                  checkpoints: str = "all", resume: str = "auto") -> Callable:
     """Return a model_fn that records training, evaluation and checkpoints of its Estimator.
 
     The returned model_fn calls yours and adds hooks to the EstimatorSpec; the spec is
@@ -61,6 +61,14 @@ def wrap_model_fn(model_fn: Callable, *, project: str = "default", store: Any = 
             the same for a tensor object.
         checkpoints: "all" (each checkpoint the Estimator writes), "final" (the last
             one of each `train` call) or "none".
+        resume: a training process that finds an *unfinished* run in model_dir (killed,
+            crashed, preempted) continues it only when it is the same experiment (command
+            line, code, params, RunConfig) with `"auto"`; otherwise it starts a new run
+            (parent `resumed-from` the old one, whose checkpoints the Estimator restores)
+            and warns naming every difference. `"never"`: always a new run; `"must"`:
+            fail unless a compatible unfinished run is there; `"force"`: continue it
+            anyway, with the changes recorded in the attempt. Except with `"never"`, a
+            finished run in model_dir is continued as before (more steps, evaluation).
 
     Raises:
         ModelFnError: at graph-build time, when the model_fn returns something that is
@@ -79,7 +87,8 @@ def wrap_model_fn(model_fn: Callable, *, project: str = "default", store: Any = 
     from mlrepro._estimator.wrap import wrap_model_fn as _wrap
 
     return _wrap(model_fn, project=project, store=store, name=name, tags=tags,
-                 every_n_steps=every_n_steps, tensors=tensors, checkpoints=checkpoints)
+                 every_n_steps=every_n_steps, tensors=tensors, checkpoints=checkpoints,
+                 resume=resume)
 
 
 def run_config(model_dir: str | None = None, *, seed: int | None = None,

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -370,7 +372,7 @@ def test_launcher_sends_train_flags_as_hyperparameters_of_the_same_name(capsys, 
 
 
 @pytest.mark.slow
-def test_demo_trains_then_prints_the_run_list_and_the_run(tmp_path):
+def test_demo_trains_then_prints_the_run_list_and_the_run(tmp_path, monkeypatch):
     env = child_env(MLREPRO_STORE=str(tmp_path / "store"))
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, os.path.join(EXAMPLE, "demo.py"), "--depth", "8",
@@ -384,6 +386,23 @@ def test_demo_trains_then_prints_the_run_list_and_the_run(tmp_path):
     assert out.count(run_id) >= 3 and "cifar10-resnet-demo" in out
     assert "finished" in out and "val_accuracy" in out
     assert seconds < 240
+    for noise in ("absl::InitializeLog", "cudart_stub", "cuInit", "oneDNN"):  # TF's start-up
+        assert noise not in proc.stderr and noise not in out, proc.stderr[-3000:]
+    assert out.splitlines()[0].startswith("TensorFlow ") and "start-up log is in" in out
+    # it ends with three commands to try, each of which works on the store it just wrote
+    head, *commands = out.rstrip().split("\nNext, try")[1].splitlines()
+    script = os.path.join(os.path.dirname(sys.executable), "mlrepro")
+    prefix = "mlrepro " if os.path.exists(script) else f"{sys.executable} -m mlrepro "
+    assert len(commands) == 3 and all(c.startswith("  " + prefix) for c in commands), commands
+    on_path = shutil.which("mlrepro")
+    if os.path.exists(script) and not (on_path and os.path.samefile(on_path, script)):
+        assert f"after `source {os.path.dirname(script)}/activate`, or type {script}" in head
+    argvs = [shlex.split(c.split("#")[0].strip()[len(prefix):]) for c in commands]
+    assert argvs[2] == ["reproduce", run_id]
+    monkeypatch.chdir(tmp_path)
+    for argv in argvs[:2]:
+        assert main([*argv, "--store", str(tmp_path / "store")]) == 0, argv
+    assert (tmp_path / "report.html").stat().st_size > 1000
 
 
 def _free_ports(n: int) -> list[int]:

@@ -553,10 +553,12 @@ def test_an_unfinished_run_file_resumes_that_run_from_its_checkpoint(env):
     info = runfile.read(str(env / "ck"))
     runfile.write(str(env / "ck"), **{**info, "status": "running"})  # as if it had died
     second = mlrepro.keras.ReproCallback(project="cont", checkpoint=str(env / "ck"),
-                                         export=False)
+                                         export=False, resume="force")  # 2 -> 3 epochs
     fresh = _model()
     history = fresh.fit(x, y, batch_size=BATCH, epochs=3, verbose=0, callbacks=[second])
     assert second.run.id == first.run.id and second.run.attempt == 1
+    attempt = second.run.manifest["attempts"][1]
+    assert attempt["resume"] == "force" and attempt["changed"] == ["fit.epochs 2 -> 3"]
     assert history.epoch == [2]  # epochs 0 and 1 were restored, not re-run
     restored = second.run.manifest["resume"]["restored"]
     assert restored["epoch"] == 1 and restored["global_step"] == 6
@@ -609,7 +611,7 @@ def test_a_checkpoint_of_another_architecture_is_not_restored(env):
     wider = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16), keras.layers.Dense(3)])
     wider.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     second = mlrepro.keras.ReproCallback(project="arch", checkpoint=str(env / "ck"),
-                                         export=False)
+                                         export=False, resume="force")  # past the sameness test
     with pytest.warns(MlreproWarning, match="does not fit this model"):
         history = wider.fit(x, y, batch_size=BATCH, epochs=2, verbose=0, callbacks=[second])
     assert history.epoch == [0, 1]

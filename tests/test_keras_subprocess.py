@@ -53,8 +53,8 @@ def _train(tmp, name, *extra, env=None, kill_at=None, python=sys.executable):
         return [line.split()[1] for line in proc.stdout.splitlines()
                 if line.startswith("RUN ")][0]
     marker = base / "marker"
-    proc = subprocess.Popen(args + ["--kill-at", kill_at, "--marker", str(marker)],
-                            env=env or _env(), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(args, env={**(env or _env()), "TRAIN_KILL_AT": kill_at,
+                                       "TRAIN_MARKER": str(marker)}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 240

@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import os
 import threading
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from mlrepro import env, record
 from mlrepro import runtime as runtime_mod
 from mlrepro.capture.redact import redact
+from mlrepro.core import sameness
 from mlrepro.core.run import Run, reproduced_run, start_run
 from mlrepro.errors import MlreproError, warn
 
@@ -115,9 +116,67 @@ def _store_for(store, pointer: Mapping | None, rt):
         return None
 
 
+class _Decision(NamedTuple):
+    new_run: bool
+    changed: list
+
+
+def _decide(resume: str | None, pointer: Mapping, store, model_dir: str, params: Any,
+            config: Any) -> _Decision:
+    """Continue the model_dir's run, or start a new one (`resume=`; see `wrap_model_fn`)."""
+    if resume is None:  # evaluation, export: always the model_dir's run
+        return _Decision(False, [])
+    if resume == sameness.NEVER:
+        return _Decision(True, [])
+    old = pointer["run_id"]
+    manifest = _recorded(store, old)
+    if manifest is not None and manifest.get("status") == record.FINISHED:
+        if resume == sameness.MUST:
+            raise sameness.ResumeRefused(
+                f"resume=\"must\" but run {old} in model_dir {model_dir} finished: nothing "
+                "to continue; leave resume at \"auto\" to continue it with more steps")
+        return _Decision(False, [])  # more steps, evaluation, export: the same run
+    if manifest is None:  # nothing to compare against: continue, as a restart always did
+        return _Decision(False, [])
+    auto = config_params(config) if config is not None else {}
+    try:
+        diffs = sameness.differences(
+            sameness.from_manifest(manifest, list(auto)),
+            sameness.this_process(params if isinstance(params, Mapping) else {}, auto))
+    except Exception as exc:  # noqa: BLE001 - tracking never fails training
+        warn(f"mlrepro could not compare this process with run {old} ({exc!r}); "
+             "continuing that run")
+        return _Decision(False, [])
+    if not diffs or resume == sameness.FORCE:
+        return _Decision(False, diffs)
+    if resume == sameness.MUST:
+        raise sameness.ResumeRefused(
+            f"resume=\"must\" but unfinished run {old} in model_dir {model_dir} is another "
+            f"experiment ({sameness.summary(diffs)}): rerun its own command, or pass "
+            "resume=\"force\" to continue it with these changes")
+    return _Decision(True, diffs)
+
+
+def _recorded(store, run_id: str) -> dict | None:
+    from mlrepro.store import open_store
+
+    try:
+        opened = open_store(store)
+        if run_id not in opened.run_ids():
+            return None
+        return opened.read_manifest(run_id)
+    except Exception:  # noqa: BLE001 - start_run warns about an unreadable store itself
+        return None
+
+
 def bind(model_dir: str, *, project: str | None, store=None, name: str | None = None,
-         tags: Mapping | None = None, role: str = CHIEF, allow_new: bool = True) -> Run:
+         tags: Mapping | None = None, role: str = CHIEF, allow_new: bool = True,
+         resume: str | None = None, params: Any = None, config: Any = None) -> Run:
     """The run that records `model_dir`: the live one, the one it names, or a new one.
+
+    `resume` (training only; see `wrap_model_fn`) decides whether an unfinished run
+    that model_dir names is continued: `params` and `config` are what this process
+    will record, compared with what that run recorded.
 
     Raises ModelDirError when the model_dir belongs to another project, or when
     `allow_new` is False and it names no run.
@@ -163,12 +222,34 @@ def bind(model_dir: str, *, project: str | None, store=None, name: str | None = 
             parent = {"kind": "evaluation-of", "run": pointer["run_id"]} if pointer else None
             run = start_run(project, name=name, tags=tags, store=chosen_store, parent=parent,
                             write=write, runtime=rt)
-        elif pointer is not None:
+        elif pointer is not None and not (decision := _decide(
+                resume, pointer, chosen_store, model_dir, params, config)).new_run:
             run = start_run(project, run_id=pointer["run_id"], store=chosen_store, write=write,
                             runtime=rt)
             if tags:
                 run.set_tags(tags)
+            if decision.changed:
+                run.note_attempt(resume=sameness.FORCE, changed=decision.changed)
+                run.event("resume_forced", run=pointer["run_id"], changed=decision.changed)
+        elif pointer is not None:  # a different experiment: a new run from those checkpoints
+            old = pointer["run_id"]
+            run = start_run(project, name=name, tags=tags, store=chosen_store, write=write,
+                            runtime=rt, parent={"kind": "resumed-from", "run": old})
+            pointer = None  # model_dir now names the new run
+            if decision.changed:
+                run.event("resume_declined", run=old, differences=decision.changed)
+                run.warn(f"model_dir {model_dir} holds unfinished run {old} of another "
+                         f"experiment ({sameness.summary(decision.changed)}), so this is a new "
+                         f"run {run.id} and run {old} stays as it was; the Estimator restores "
+                         f"that run's checkpoints from model_dir, so the new run's parent is "
+                         f"resumed-from {old}. For a fresh start use a fresh model_dir; to "
+                         "continue that run anyway pass wrap_model_fn(..., resume=\"force\")")
         else:
+            if resume == sameness.MUST:
+                raise sameness.ResumeRefused(
+                    f"resume=\"must\" but model_dir {model_dir} holds no mlrepro run "
+                    f"({RUN_FILE} is missing): nothing to continue; leave resume at \"auto\" "
+                    "to start a new run")
             run = start_run(project, name=name, tags=tags, store=chosen_store, write=write,
                             runtime=rt)
         if run.writes and role == CHIEF and pointer is None:

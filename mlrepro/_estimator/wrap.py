@@ -10,6 +10,7 @@ from mlrepro._estimator import binding
 from mlrepro._estimator.checkpoints import MODES as CHECKPOINT_MODES
 from mlrepro._estimator.framework import load_tf, mode_name
 from mlrepro._estimator.validate import ModelFnError, check_spec, translate
+from mlrepro.core import sameness
 from mlrepro.errors import MlreproError
 
 DEFAULT_EVERY_N_STEPS = 100
@@ -105,12 +106,13 @@ def eval_name_from_stack(max_depth: int = 30) -> str | None:
 def wrap_model_fn(model_fn: Callable, *, project: str = "default", store=None, name: str | None = None,
                   tags: Mapping | None = None, every_n_steps: int | None = None,
                   tensors: "Mapping[str, str] | Sequence[str] | None" = None,
-                  checkpoints: str = "all") -> Callable:
+                  checkpoints: str = "all", resume: str = "auto") -> Callable:
     """See `mlrepro.estimator.wrap_model_fn`."""
     if not callable(model_fn):
         raise MlreproError(f"model_fn {model_fn!r} is not callable: pass the function the "
                            "Estimator would call, wrap_model_fn(model_fn, project=...)")
     wanted = check_options(project, every_n_steps, tensors, checkpoints)
+    resume = sameness.check_mode(resume)
     accepted = accepted_args(model_fn)
     if "features" not in accepted and not any(
             p.kind is p.VAR_POSITIONAL for p in _parameters(model_fn)):
@@ -169,7 +171,8 @@ def wrap_model_fn(model_fn: Callable, *, project: str = "default", store=None, n
         if role == binding.WORKER:
             return spec  # only the chief (and a separate evaluator) record
         run = binding.bind(model_dir, project=project, store=store, name=name, tags=tags,
-                           role=role)
+                           role=role, resume=resume if mode == "train" else None,
+                           params=params, config=config)
         binding.record_config(run, params, config)
         from mlrepro._estimator.hooks import EvalRecorder, TrainRecorder
 

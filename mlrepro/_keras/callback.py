@@ -41,6 +41,7 @@ from mlrepro._keras import order as _order
 from mlrepro._keras import params as _params
 from mlrepro._keras import pipeline as _pipeline
 from mlrepro._keras import reproduction as _reproduction
+from mlrepro._keras import resume as _resume
 from mlrepro._keras import runfile as _runfile
 from mlrepro._keras import resumestate as _resumestate
 from mlrepro._keras import seeding as _seeding
@@ -104,6 +105,11 @@ class ReproCallback(_Base):
         keep_checkpoints: how many checkpoints to keep on disk (all are in the store).
         export: formats written at the end, from `("keras", "saved_model")`; False: none.
         tensorboard: write TensorBoard scalars and hparams under the run (local stores).
+        resume: `"auto"`: continue an unfinished run beside the checkpoints only when this
+            is the same experiment (command line, code, params, optimizer, model, fit
+            arguments), else start a new run and warn naming every difference; `"never"`:
+            always a new run; `"must"`: raise unless a compatible unfinished run is there;
+            `"force"`: continue it even if something changed (recorded in the attempt).
 
     Example:
         >>> import keras, numpy as np, mlrepro.keras
@@ -125,7 +131,7 @@ class ReproCallback(_Base):
                  checkpoint_every: "str | int" = CHECKPOINT_EVERY_EPOCH,
                  keep_checkpoints: int = 2,
                  export: "Iterable[str] | bool | None" = _export.FORMATS,
-                 tensorboard: bool = True):
+                 tensorboard: bool = True, resume: str = _resume.AUTO):
         super().__init__()
         self._supports_tf_logs = True  # tf_keras: tensors on batch hooks, read every N steps
         _arguments.validate(project, seed, log_every_n_steps, checkpoint, checkpoint_every,
@@ -142,6 +148,7 @@ class ReproCallback(_Base):
         self._keep = int(keep_checkpoints)
         self._formats = _arguments.export_formats(export)
         self._tensorboard = bool(tensorboard)
+        self._resume_mode = _resume.check(resume, checkpoint)
         self._seed_record = _seeding.apply_now(seed, deterministic)
         _initial.warn_built_before_seed(self._seed_record)
         self.run: Any = None
@@ -177,6 +184,8 @@ class ReproCallback(_Base):
     def on_train_begin(self, logs=None):
         try:
             self._begin()
+        except _resume.ResumeRefused:
+            raise  # resume="must": the user asked for a failure rather than a new run
         except Exception as exc:  # noqa: BLE001 - tracking never fails fit
             if self.run is None:
                 self.run = _NullRun()
@@ -258,6 +267,11 @@ class ReproCallback(_Base):
             if _reproduction.holds_original(info):  # a re-run never continues the original
                 self._ckpt_dir, info = _reproduction.fresh_checkpoint_dir(self.project), None
         resumable = _runfile.resumable(info, self.project)
+        decision = _resume.decide(self._resume_mode, info, resumable, project=self.project,
+                                  ckpt_dir=self._ckpt_dir, store=self._store, runtime=runtime,
+                                  model=model, fit=fit, keras_params=self.params,
+                                  user_params=self._user_params)
+        resumable = decision.resume
         active = active_run()
         if active is not None:
             self.run, self._owns_run = active, False
@@ -272,6 +286,7 @@ class ReproCallback(_Base):
                 write=self._writes, runtime=runtime)
             self._owns_run = True
         run = self.run
+        self._stage("resume decision", lambda: self._note_decision(decision))
         self._writes = self._writes and getattr(run, "writes", True)
         self._reads_along = not self._writes and _multi_worker(model)
         self._watch_fit(fit)
@@ -305,6 +320,15 @@ class ReproCallback(_Base):
         self._examples_per_epoch = _fitargs.examples_per_epoch(fit, self.params.get("steps"))
         if self._tensorboard and self._writes:
             self._stage("tensorboard", lambda: self._open_tensorboard(auto))
+
+    def _note_decision(self, decision: _resume.Decision) -> None:
+        if decision.forced:
+            self.run.note_attempt(resume="force", changed=decision.differences)
+            self.run.event("resume_forced", run=decision.old_run, changed=decision.differences)
+        elif decision.differences:
+            self.run.event("resume_declined", run=decision.old_run,
+                           differences=decision.differences)
+            self.run.warn(_resume.declined_message(decision, self.run.id, self._ckpt_dir))
 
     def _stage(self, what: str, fn):
         try:

@@ -36,7 +36,7 @@ def warn_built_before_seed(seed_record: dict) -> None:
          "weights are not seeded and a second run of this script starts from others; mlrepro "
          f"records them (artifact {ARTIFACT!r}) and `mlrepro reproduce` restores them, but to "
          "make the script itself repeatable create ReproCallback(seed=..., deterministic=True) "
-         "before building the model", stacklevel=4)
+         "before building the model")
 
 
 def keep(run: Any, model: Any, seed_record: dict, writes: bool, along: bool = False) -> dict:

@@ -22,14 +22,28 @@ NOUNS = (runs, store, get, diff, report, trace, reproduce, remote, launch)
 
 __all__ = ["main", "build_parser", "parse_pairs", "parse_value"]
 
+EXIT_CODES = f"""exit codes:
+  0    success (reproduce: the re-run matched, bit for bit or within tolerance)
+  1    a check failed: reproduce diverged, was inconclusive or its re-run failed, trace
+       found no run that made the file, push/pull/sync/recover skipped a run; or a
+       file-system or internal error ({env.DEBUG.name}=1 adds a traceback)
+  2    bad input or a refusal: a bad argument, no run or several runs match a prefix, no
+       store there, reproduce refused (environment or data differ); one line names the
+       problem and the fix
+  130  interrupted (Ctrl-C)
+
+`mlrepro COMMAND --help` describes a command; RUN is a run id or any unique prefix of it."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     common = Parser(add_help=False)
     common.add_argument("--store", default=argparse.SUPPRESS, help=STORE_HELP)
     parser = Parser(prog="mlrepro", parents=[common],
-                    description="Record, compare, trace and reproduce TensorFlow runs.")
+                    description="Record, compare, trace and reproduce TensorFlow runs.",
+                    epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="store_true", help="print the version")
-    sub = parser.add_subparsers(dest="verb", parser_class=Parser)
+    sub = parser.add_subparsers(dest="verb", parser_class=Parser, title="commands",
+                                metavar="COMMAND")
     for noun in NOUNS:
         noun.register(sub, common)
     return parser

@@ -21,10 +21,11 @@ def register(subparsers, common) -> None:
     p = subparsers.add_parser("diff", parents=[common], help="what differs between two runs",
                               description="Compare two runs: params, code, data, environment, "
                                           "determinism settings and metrics.")
-    p.add_argument("run_a", metavar="A", help="the reference run (id or unique prefix)")
-    p.add_argument("run_b", metavar="B", help="the run to compare with it")
-    p.add_argument("--repo", help="git repository holding the runs' commits "
-                                  "(default: the current one, then the recorded one)")
+    p.add_argument("run_a", metavar="RUN_A", help="the reference run (id or unique prefix)")
+    p.add_argument("run_b", metavar="RUN_B", help="the run to compare with it")
+    p.add_argument("--repo", metavar="PATH",
+                   help="git repository holding the runs' commits (default: the current one, "
+                        "then the recorded one)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p.add_argument("--all", action="store_true",
                    help="also print identical params, inputs and curves, and timing metrics")

@@ -25,9 +25,9 @@ def register(subparsers, common) -> None:
         description="Copy one artifact of a run (a file or a directory) out of the store, "
                     "local or s3://, or all of them. Every object is checked against its "
                     "digest as it is written.")
-    p.add_argument("run", help="run id or unique prefix")
-    p.add_argument("artifact", nargs="?", help="artifact name, as `mlrepro show` lists it "
-                                               "(default: every artifact)")
+    p.add_argument("run", metavar="RUN", help="run id or unique prefix")
+    p.add_argument("artifact", nargs="?", metavar="ARTIFACT",
+                   help="artifact name, as `mlrepro show` lists it (default: every artifact)")
     p.add_argument("-o", "--output", metavar="PATH",
                    help="where to write it (default: ./<artifact base name>, or ./<run id>/ "
                         "for every artifact)")

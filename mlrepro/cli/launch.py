@@ -8,8 +8,8 @@ import tempfile
 from typing import Any
 
 from mlrepro import env
-from mlrepro.aws.launch import (DEFAULT_BASE_JOB_NAME, DEFAULT_MAX_RUN, JobSpec, describe_code,
-                                launch, spec_for_script)
+from mlrepro.aws.launch import (DEFAULT_BASE_JOB_NAME, DEFAULT_MAX_RUN, DEFAULT_VOLUME_GB,
+                                JobSpec, describe_code, launch, spec_for_script)
 from mlrepro.aws.relaunch import spec_from_run
 from mlrepro.aws.remote import resolve_remote
 from mlrepro.cli.args import parse_pairs, store_of
@@ -95,13 +95,19 @@ def _launch_and_say(spec: JobSpec, args) -> int:
 def register(subparsers, common) -> None:
     """Add `launch` to the command line."""
     p = subparsers.add_parser("launch", parents=[common],
-                              help="run a script (or a recorded run again) as a SageMaker job")
-    p.add_argument("script", nargs="?", help="the training script")
+                              help="run a script (or a recorded run again) as a SageMaker job",
+                              description="Start a SageMaker training job for a script, or "
+                                          "for a recorded run again (--from RUN: its code, "
+                                          "params and machines). --dry-run prints the request "
+                                          "and sends nothing.")
+    p.add_argument("script", nargs="?", metavar="SCRIPT", help="the training script")
     p.add_argument("--from", dest="from_run", metavar="RUN",
                    help="launch a recorded run again: its code, params and machines")
-    p.add_argument("--source-dir", help="directory uploaded as the code (default: the script's)")
+    p.add_argument("--source-dir", metavar="PATH",
+                   help="directory uploaded as the code (default: the script's)")
     p.add_argument("--instance-type", help="e.g. ml.g5.xlarge")
-    p.add_argument("--instance-count", type=int)
+    p.add_argument("--instance-count", type=int, metavar="N",
+                   help="number of instances (default 1, or the run's)")
     p.add_argument("--spot", action="store_true", help="managed spot training")
     p.add_argument("--hp", action="append", metavar="K=V", help="a hyperparameter")
     p.add_argument("--channel", action="append", metavar="NAME=S3URI", help="an input channel")
@@ -109,7 +115,8 @@ def register(subparsers, common) -> None:
     p.add_argument("--image-uri", help="training image (default: the TensorFlow DLC)")
     p.add_argument("--framework-version", help="TensorFlow version of the DLC "
                                                "(default: this machine's or the run's)")
-    p.add_argument("--region")
+    p.add_argument("--region",
+                   help="AWS region (default: boto3's, from AWS_REGION or ~/.aws/config)")
     p.add_argument("--role", help=f"execution role ARN (default ${env.SAGEMAKER_ROLE.name})")
     p.add_argument("--bucket", help="bucket for code and output (default "
                                     f"${env.SAGEMAKER_BUCKET.name}, "
@@ -121,9 +128,11 @@ def register(subparsers, common) -> None:
     p.add_argument("--max-run", type=int, help=f"seconds (default {DEFAULT_MAX_RUN})")
     p.add_argument("--max-wait", dest="max_wait_seconds", type=int,
                    help="seconds to wait for spot capacity + run (default 2 x max-run)")
-    p.add_argument("--volume-gb", type=int)
+    p.add_argument("--volume-gb", type=int, metavar="GB",
+                   help=f"each instance's storage volume (default {DEFAULT_VOLUME_GB})")
     p.add_argument("--job-name", help=f"base job name (default {DEFAULT_BASE_JOB_NAME})")
-    p.add_argument("--repo", help="git checkout holding a recorded run's commit (for --from)")
+    p.add_argument("--repo", metavar="PATH",
+                   help="git checkout holding a recorded run's commit (for --from)")
     p.add_argument("--no-bundle", action="store_true",
                    help="do not ship mlrepro with the code (the image has it)")
     p.add_argument("--dry-run", action="store_true",

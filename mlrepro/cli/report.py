@@ -34,7 +34,7 @@ def register(subparsers, common) -> None:
                                           "with the differences highlighted, and the environment "
                                           "differences, as one self-contained HTML page or PNG.")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run ids or unique prefixes")
-    p.add_argument("-o", "--output", default="report.html",
+    p.add_argument("-o", "--output", default="report.html", metavar="PATH",
                    help="report.html (self-contained page) or curves.png (default report.html)")
     p.add_argument("--metric", action="append", metavar="GLOB",
                    help="only these metrics (glob, repeatable), e.g. --metric 'val_*'")

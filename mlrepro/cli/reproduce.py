@@ -33,8 +33,9 @@ def register(subparsers, common) -> None:
         description="Rebuild a run's code in a scratch tree, check the environment and data "
                     "against the record, re-run the recorded command, and say whether the new "
                     "run is bit-identical, identical within a tolerance, or diverged. "
-                    "Exit 0 identical, 1 diverged, 2 refused.")
-    p.add_argument("run", help="run id or unique prefix")
+                    "Exit 0 identical (or within tolerance), 1 diverged, inconclusive or the "
+                    "re-run failed, 2 refused.")
+    p.add_argument("run", metavar="RUN", help="run id or unique prefix")
     p.add_argument("--check-only", action="store_true",
                    help="rebuild the code and check environment and data, but do not re-run")
     p.add_argument("--strict", action="store_true",
@@ -47,12 +48,15 @@ def register(subparsers, common) -> None:
                    help=f"absolute tolerance for metric values (default {DEFAULT_ATOL:g})")
     p.add_argument("--ignore-metric", action="append", metavar="GLOB",
                    help="metrics not to compare (timings are never compared)")
-    p.add_argument("--repo", help="git repository holding the run's commit "
-                                  "(default: the current one, then the recorded one)")
+    p.add_argument("--repo", metavar="PATH",
+                   help="git repository holding the run's commit (default: the current one, "
+                        "then the recorded one)")
     p.add_argument("--stored-source", action="store_true",
                    help="if the commit cannot be found, re-run the stored entry point alone")
-    p.add_argument("--python", help="interpreter for the re-run (default: this one)")
-    p.add_argument("--timeout", type=float, help="give up on the re-run after this many seconds")
+    p.add_argument("--python", metavar="PATH",
+                   help="interpreter for the re-run (default: this one)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="give up on the re-run after this many seconds")
     p.add_argument("--copy-limit", type=float, default=DEFAULT_LIMIT_MB, metavar="MB",
                    help="refuse to copy more than this many MB of the recorded working "
                         f"directory into the re-run's (default {DEFAULT_LIMIT_MB:g})")

@@ -89,15 +89,19 @@ def cmd_show(args) -> int:
 
 def register(subparsers, common) -> None:
     """Add `runs` and `show` to the command line."""
-    p = subparsers.add_parser("runs", parents=[common], help="list runs")
-    p.add_argument("--project")
-    p.add_argument("--status", choices=record.STATUSES)
+    p = subparsers.add_parser("runs", parents=[common], help="list runs",
+                              description="List the store's runs, newest first: id, project, "
+                                          "status, start time and key metrics; filter, sort "
+                                          "and limit them, or find the runs like another.")
+    p.add_argument("--project", metavar="NAME", help="only runs of this project")
+    p.add_argument("--status", choices=record.STATUSES, help="only runs with this status")
     p.add_argument("--param", action="append", metavar="K=V", help="only runs with this param")
     p.add_argument("--sort", metavar="METRIC", help="sort by a metric's last value (ascending)")
     p.add_argument("--desc", action="store_true", help="sort descending")
-    p.add_argument("--limit", type=count, default=0, help="at most N runs (0: all)")
+    p.add_argument("--limit", type=count, default=0, metavar="N",
+                   help="at most N runs (default 0: all)")
     p.add_argument("--same-as", metavar="RUN", help="runs with the same fingerprint as RUN")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the runs as JSON")
     p.add_argument("--wide", action="store_true",
                    help="every chosen column, however wide the table gets")
     p.add_argument("--columns", metavar="A,B,...",
@@ -105,8 +109,11 @@ def register(subparsers, common) -> None:
                         "started, time), param keys (dotted for nested ones) or metric names")
     p.set_defaults(func=cmd_runs)
 
-    p = subparsers.add_parser("show", parents=[common], help="everything recorded about a run")
-    p.add_argument("run", help="run id or unique prefix")
-    p.add_argument("--json", action="store_true")
+    p = subparsers.add_parser("show", parents=[common], help="everything recorded about a run",
+                              description="Print everything recorded about one run, grouped "
+                                          "for reading: params, code, data, environment, "
+                                          "metrics, artifacts and events.")
+    p.add_argument("run", metavar="RUN", help="run id or unique prefix")
+    p.add_argument("--json", action="store_true", help="print the record as JSON")
     p.add_argument("--metrics", action="store_true", help="also print every metric point")
     p.set_defaults(func=cmd_show)

@@ -66,19 +66,30 @@ def register(subparsers, common) -> None:
     from mlrepro.store.gc import DEFAULT_GRACE
 
     p = subparsers.add_parser("index", parents=[common],
-                              help="rebuild the store's index from every manifest")
-    p.add_argument("--rebuild", action="store_true")
+                              help="rebuild the store's index from every manifest",
+                              description="Rebuild the store's index (local SQLite, or the S3 "
+                                          "index) from the run manifests, reporting the "
+                                          "unreadable ones.")
+    p.add_argument("--rebuild", action="store_true",
+                   help="rebuild the index from the manifests (required: the only action)")
     p.set_defaults(func=cmd_index)
 
     p = subparsers.add_parser("recover", parents=[common],
-                              help="move runs spooled during a store outage into the store")
-    p.add_argument("runs", nargs="*")
-    p.add_argument("--from", dest="source", help="spool directory (default: the spool)")
+                              help="move runs spooled during a store outage into the store",
+                              description="Merge runs that were spooled while the store could "
+                                          "not be written back into the store. Exit 1 if a "
+                                          "run was skipped.")
+    p.add_argument("runs", nargs="*", metavar="RUN",
+                   help="spooled run ids or prefixes (default: every spooled run)")
+    p.add_argument("--from", dest="source", metavar="PATH",
+                   help="spool directory (default: the spool)")
     p.add_argument("--keep", action="store_true", help="leave the runs in the spool")
     p.set_defaults(func=cmd_recover)
 
     p = subparsers.add_parser("gc", parents=[common],
-                              help="remove objects no run names (never a live run's)")
+                              help="remove objects no run names (never a live run's)",
+                              description="Remove the store's objects that no run names any "
+                                          "more, never one a live run may still name.")
     p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     p.add_argument("--grace", type=float, default=DEFAULT_GRACE, metavar="SECONDS",
                    help="keep unnamed objects written this recently (default "

@@ -30,6 +30,6 @@ def register(subparsers, common) -> None:
                               description="Find the run that produced a model file, export "
                                           "directory, SageMaker model.tar.gz or any artifact, "
                                           "and print its lineage: code, data, params, parents.")
-    p.add_argument("path", help="a file, directory, .keras file or model.tar.gz")
+    p.add_argument("path", metavar="PATH", help="a file, directory, .keras file or model.tar.gz")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_trace)

@@ -441,6 +441,14 @@ class Run:
         with self._lock:
             return copy.deepcopy(self.manifest.get(section))
 
+    def note_attempt(self, **fields) -> None:
+        """Add facts to this attempt's entry in `attempts` (e.g. what a forced resume changed)."""
+        with self._lock:
+            attempts = self.manifest.get("attempts") or []
+            if attempts:
+                attempts[-1].update(jsonable(fields))
+                self._dirty = True
+
     def warn(self, message: str) -> None:
         """A tracking problem: a `MlreproWarning`, a `warning` event and the run's warning count."""
         self._warn(message)

@@ -151,7 +151,7 @@ class Store(abc.ABC):
                      else f"{record.METRICS_FILE} of run {run_id} in {self.uri}")
             warn(f"{where}: skipped {skipped} of {len(blob) // record.POINT.size} metric points "
                  "that are not valid points (a damaged file, or one without its "
-                 f"{record.METRIC_NAMES_FILE}); restore it from a copy to see them", stacklevel=2)
+                 f"{record.METRIC_NAMES_FILE}); restore it from a copy to see them")
         return decode_points(good, names)
 
     def read_events(self, run_id: str) -> list[dict]:

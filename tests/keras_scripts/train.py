@@ -18,8 +18,10 @@ parser.add_argument("--checkpoint", required=True)
 parser.add_argument("--out", required=True)
 parser.add_argument("--input", default="numpy")
 parser.add_argument("--epochs", type=int, default=4)
-parser.add_argument("--kill-at", default=None)
-parser.add_argument("--marker", default=None)
+# Also from the environment: a restart must repeat the killed command line exactly,
+# or it is another experiment (ReproCallback(resume="auto")).
+parser.add_argument("--kill-at", default=os.environ.get("TRAIN_KILL_AT"))
+parser.add_argument("--marker", default=os.environ.get("TRAIN_MARKER"))
 parser.add_argument("--legacy", action="store_true")
 parser.add_argument("--export", action="store_true")
 parser.add_argument("--no-dropout", action="store_true")
