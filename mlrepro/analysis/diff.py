@@ -228,7 +228,8 @@ def _code_lines(code: dict) -> list[str]:
     return lines
 
 
-def _data_lines(data: dict, show_all: bool = True, hidden: dict | None = None) -> list[str]:
+def _data_lines(data: dict, show_all: bool = True) -> list[str]:
+    """One line per input that differs; identical ones on one `same:` line unless `show_all`."""
     lines, same = [], []
     for name, entry in data["inputs"].items():
         a, b = entry.get("a") or {}, entry.get("b") or {}
@@ -306,7 +307,8 @@ def diff_text(d: dict, *, show_all: bool = False, width: int = 100) -> str:
     user = _mapping_lines(params["params"])
     auto = _mapping_lines(params["auto_params"], indent="    ")
     if show_all:
-        user += [f"  same     {_k(k)}: {_v(v)}" for k, v in (unchanged.get("params") or {}).items()]
+        user += [f"  same     {_k(k)}: {_v(v)}"
+                 for k, v in (unchanged.get("params") or {}).items()]
         auto += [f"    same     {_k(k)}: {_v(v)}"
                  for k, v in (unchanged.get("auto_params") or {}).items()]
     else:
@@ -316,7 +318,7 @@ def diff_text(d: dict, *, show_all: bool = False, width: int = 100) -> str:
     if auto:
         out += ["  auto-captured:"] + auto
     out += ["code:"] + _code_lines(d["code"])
-    out += ["data:"] + _data_lines(d["data"], show_all, hidden)
+    out += ["data:"] + _data_lines(d["data"], show_all)
     out += ["environment:"] + (["  " + line for line in environment_drift(d["environment"])]
                                or ["  same"])
     det = d["determinism"]
