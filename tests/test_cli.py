@@ -27,11 +27,13 @@ def _runs(store):
     return ids
 
 
-def test_runs_lists_a_table_and_filters(store_dir, capsys):
+def test_runs_lists_a_table_and_filters(store_dir, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
     a, b, c = _runs(store_dir)
     assert main(["runs", "--store", store_dir]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].split()[:4] == ["ID", "PROJECT", "NAME", "STATUS"]
+    assert out.splitlines()[0].split()[:4] == ["ID", "PROJECT", "STATUS", "NAME"]
+    assert out.splitlines()[0].split()[-3:] == ["lr", "opt", "loss"]  # differing params
     assert all(i in out for i in (a, b, c)) and "sgd-0.1" in out
     assert main(["runs", "--store", store_dir, "--project", "mnist", "--param", "lr=0.1",
                  "--json"]) == 0
@@ -53,7 +55,7 @@ def test_show_prints_everything_readable_and_as_json(store_dir, capsys):
     a, _b, _c = _runs(store_dir)
     assert main(["show", a.split("-")[1][:7], "--store", store_dir]) == 0
     out = capsys.readouterr().out
-    for needle in (a, "status     finished", "params:", "lr", "metrics:", "loss", "code:",
+    for needle in (a, "status      finished", "params:", "lr", "metrics:", "loss", "code:",
                    "environment:", "python 3."):
         assert needle in out
     assert main(["show", a, "--json", "--metrics", "--store", store_dir]) == 0

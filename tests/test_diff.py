@@ -138,16 +138,23 @@ def test_diff_shows_exactly_the_changed_hyperparameter_and_code_line(keras_pair,
 
 @pytest.mark.tf
 @pytest.mark.slow
-def test_diff_text_has_one_block_per_section(keras_pair, capsys):
+def test_diff_text_has_one_block_per_section(keras_pair, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # one line per metric (narrower splits them)
     assert main(["diff", keras_pair["a"].split("-")[1][:6], keras_pair["b"].split("-")[1][:6],
                  "--store", keras_pair["store"]]) == 0
     text = capsys.readouterr().out
     assert "params:\n  changed  lr: 0.05 -> 0.1\ncode:" in text
     assert "    -HIDDEN = 8\n    +HIDDEN = 6" in text
     assert "  arguments  --lr 0.05 -> 0.1; --out " in text
-    assert "data:\n  train: same" in text
+    assert "data:\n  same: train\n" in text
     assert "determinism:\n  same (seed 1, deterministic True)" in text
     assert "batch/loss: final" in text and "curves differ from step 0" in text
+    assert "identical param not shown; --all shows them)" in text.splitlines()[-1]
+    assert main(["diff", keras_pair["a"], keras_pair["b"], "--all",
+                 "--store", keras_pair["store"]]) == 0
+    every = capsys.readouterr().out
+    assert "data:\n  train: same (" in every
+    assert "--all shows them" not in every and "  same     " in every
 
 
 # -- fast runs without TensorFlow ------------------------------------------------------------

@@ -82,6 +82,6 @@ def test_the_inline_pattern_reproduces_bit_identical_from_its_recorded_initial_s
         first["determinism"]["initial_weights_digest"]
 
     assert main(["show", run_id, "--store", store_dir]) == 0
-    shown = capsys.readouterr().out
+    shown = " ".join(capsys.readouterr().out.split())  # wrapped to the terminal's width
     assert "initial state: the model was built before seeding; its initial weights are " \
            "artifact initial_state" in shown

@@ -15,7 +15,10 @@ import tempfile
 from mlrepro.compare import compare_manifests, diff_metrics, environment_drift
 from mlrepro.errors import MlreproError
 from mlrepro.analysis.rebuild import find_repo, git, has_commit, scratch_clone, tree_of
-from mlrepro.compare.text import number, short
+from mlrepro.compare.listing import is_timing_metric
+from mlrepro.compare.text import exact, number, short
+
+KEY_WIDTH = 60
 
 MAX_DIFF_LINES = 2000
 
@@ -168,20 +171,22 @@ def _cap(text: str) -> str:
 # -- text ---------------------------------------------------------------------------
 
 def _v(value) -> str:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return number(value)
-    return short(value, 60)
+    return exact(value)
 
 
 def _mapping_lines(diff: dict, indent: str = "  ") -> list[str]:
     lines = []
     for key, pair in diff["changed"].items():
-        lines.append(f"{indent}changed  {key}: {_v(pair['a'])} -> {_v(pair['b'])}")
+        lines.append(f"{indent}changed  {_k(key)}: {_v(pair['a'])} -> {_v(pair['b'])}")
     for key, value in diff["added"].items():
-        lines.append(f"{indent}added    {key}: {_v(value)}")
+        lines.append(f"{indent}added    {_k(key)}: {_v(value)}")
     for key, value in diff["removed"].items():
-        lines.append(f"{indent}removed  {key} (was {_v(value)})")
+        lines.append(f"{indent}removed  {_k(key)} (was {_v(value)})")
     return lines
+
+
+def _k(key) -> str:
+    return short(str(key), KEY_WIDTH)
 
 
 def _code_lines(code: dict) -> list[str]:
@@ -223,11 +228,14 @@ def _code_lines(code: dict) -> list[str]:
     return lines
 
 
-def _data_lines(data: dict) -> list[str]:
-    lines = []
+def _data_lines(data: dict, show_all: bool = True) -> list[str]:
+    """One line per input that differs; identical ones on one `same:` line unless `show_all`."""
+    lines, same = [], []
     for name, entry in data["inputs"].items():
         a, b = entry.get("a") or {}, entry.get("b") or {}
-        if entry["status"] == "same":
+        if entry["status"] == "same" and not show_all:
+            same.append(name)
+        elif entry["status"] == "same":
             lines.append(f"  {name}: same ({a.get('kind')} {a.get('source')}, digest "
                          f"{(a.get('digest') or '-')[:12]})")
         elif entry["status"] in ("added", "removed"):
@@ -240,13 +248,23 @@ def _data_lines(data: dict) -> list[str]:
             for kind, paths in (entry.get("files") or {}).items():
                 if paths:
                     lines.append(f"    files {kind}: {', '.join(paths[:10])}")
+    if same:
+        lines.append(f"  same: {', '.join(same)}")
     return lines or ["  no data recorded"]
 
 
-def _metric_lines(metrics: dict) -> list[str]:
-    lines = []
+def _metric_lines(metrics: dict, show_all: bool = True, hidden: dict | None = None,
+                  width: int = 100) -> list[str]:
+    """One line per metric (`name: A | B (where)`), or three where that is wider than `width`."""
+    lines, same = [], []
     for name, m in metrics["metrics"].items():
         a, b = m["a"], m["b"]
+        if not show_all and is_timing_metric(name):
+            _count(hidden, "timing metric", 1)
+            continue
+        if not show_all and m["same_curve"]:
+            same.append(name)
+            continue
 
         def fmt(s):
             if not s["points"]:
@@ -259,23 +277,48 @@ def _metric_lines(metrics: dict) -> list[str]:
             where = f"curves differ from step {m['first_difference']['step']}"
         else:
             where = "only in one run"
-        lines.append(f"  {name}: {fmt(a)}  |  {fmt(b)}  ({where})")
+        line = f"  {name}: {fmt(a)}  |  {fmt(b)}  ({where})"
+        if len(line) <= width:
+            lines.append(line)
+        else:
+            lines += [f"  {name}: {where}", f"    A  {fmt(a)}", f"    B  {fmt(b)}"]
+    if same:
+        lines.append(f"  same curves: {', '.join(same[:8])}"
+                     + (f" and {len(same) - 8} more" if len(same) > 8 else ""))
+    if not lines and metrics["metrics"]:
+        return ["  only timing metrics (not shown)"]
     return lines or ["  no metrics recorded"]
 
 
-def diff_text(d: dict) -> str:
-    """The comparison as text, one block per section."""
+def diff_text(d: dict, *, show_all: bool = False, width: int = 100) -> str:
+    """The comparison as text, one block per section.
+
+    Identical params, inputs and metric curves and timing-only metrics (`epoch_time_s`,
+    `examples_per_s`: they differ on every run) are counted, not printed, unless
+    `show_all`; a last line says how many were left out and that `--all` shows them.
+    """
     a, b = d["a"], d["b"]
+    hidden: dict[str, int] = {}
     out = [f"A  {a['id']}  {a.get('name') if a.get('name') != a['id'] else ''}".rstrip(),
            f"B  {b['id']}  {b.get('name') if b.get('name') != b['id'] else ''}".rstrip(),
            "same fingerprint (the same experiment)" if d["same_fingerprint"] else "", "params:"]
     params = d["params"]
-    out += _mapping_lines(params["params"]) or ["  same"]
+    unchanged = params.get("unchanged") or {}
+    user = _mapping_lines(params["params"])
     auto = _mapping_lines(params["auto_params"], indent="    ")
+    if show_all:
+        user += [f"  same     {_k(k)}: {_v(v)}"
+                 for k, v in (unchanged.get("params") or {}).items()]
+        auto += [f"    same     {_k(k)}: {_v(v)}"
+                 for k, v in (unchanged.get("auto_params") or {}).items()]
+    else:
+        _count(hidden, "identical param", len(unchanged.get("params") or {})
+               + len(unchanged.get("auto_params") or {}))
+    out += user or ["  same"]
     if auto:
         out += ["  auto-captured:"] + auto
     out += ["code:"] + _code_lines(d["code"])
-    out += ["data:"] + _data_lines(d["data"])
+    out += ["data:"] + _data_lines(d["data"], show_all)
     out += ["environment:"] + (["  " + line for line in environment_drift(d["environment"])]
                                or ["  same"])
     det = d["determinism"]
@@ -285,5 +328,13 @@ def diff_text(d: dict) -> str:
     else:
         out += ["determinism:"] + [f"  {k}: {_v(v['a'])} -> {_v(v['b'])}"
                                    for k, v in det["changed"].items()]
-    out += ["metrics (A | B):"] + _metric_lines(d["metrics"])
+    out += ["metrics (A | B):"] + _metric_lines(d["metrics"], show_all, hidden, width)
+    if hidden:
+        parts = ", ".join(f"{n} {what}{'s' if n != 1 else ''}" for what, n in hidden.items())
+        out.append(f"({parts} not shown; --all shows them)")
     return "\n".join(line for line in out if line != "")
+
+
+def _count(hidden: dict, what: str, n: int) -> None:
+    if n:
+        hidden[what] = hidden.get(what, 0) + n

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mlrepro.analysis.diff import diff_text, run_diff
 from mlrepro.cli.args import print_json, store_of
+from mlrepro.cli.runs import terminal_width
 
 
 def cmd_diff(args) -> int:
@@ -11,7 +12,7 @@ def cmd_diff(args) -> int:
     if args.json:
         print_json(result)
     else:
-        print(diff_text(result))
+        print(diff_text(result, show_all=args.all, width=terminal_width()))
     return 0
 
 
@@ -26,4 +27,6 @@ def register(subparsers, common) -> None:
                    help="git repository holding the runs' commits (default: the current one, "
                         "then the recorded one)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.add_argument("--all", action="store_true",
+                   help="also print identical params, inputs and curves, and timing metrics")
     p.set_defaults(func=cmd_diff)

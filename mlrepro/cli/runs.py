@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import shutil
+
 from mlrepro import record
 from mlrepro.cli.args import count, parse_pairs, print_json, store_of
-from mlrepro.compare.text import printable, run_text, runs_table
+from mlrepro.compare.listing import runs_table
+from mlrepro.compare.text import printable, run_text
 from mlrepro.errors import MlreproError
 from mlrepro.store import RunQuery
 from mlrepro.store.points import current_summary
+
+# Auto-captured params are in the manifests, not the index: read (from a local store) for at
+# most this many rows.
+AUTO_PARAM_ROWS = 200
+
+
+def terminal_width() -> int:
+    """The terminal's width ($COLUMNS first; 80 when output is not a terminal)."""
+    return shutil.get_terminal_size((80, 24)).columns
 
 
 def cmd_runs(args) -> int:
@@ -40,7 +52,13 @@ def cmd_runs(args) -> int:
     if args.json:
         print_json(rows)
     else:
-        print(runs_table(rows, metrics=[args.sort] if args.sort else None))
+        columns = [c for c in args.columns.split(",") if c.strip()] if args.columns else None
+        auto = {}  # a remote listing stays a few requests: its index holds no auto params
+        ids = [r["id"] for r in rows[:AUTO_PARAM_ROWS]] if store.root is not None else []
+        for manifest in store.read_manifests(ids):
+            auto[manifest["id"]] = manifest.get("auto_params")
+        print(runs_table(rows, width=terminal_width(), sort=args.sort, auto_params=auto,
+                         columns=columns, wide=args.wide))
     return 0
 
 
@@ -58,7 +76,7 @@ def cmd_show(args) -> int:
             out["metrics"] = {n: [[s, v] for s, v, _w, _e in pts.series[n]] for n in pts.names()}
         print_json(out)
         return 0
-    print(run_text(manifest, status, events))
+    print(run_text(manifest, status, events, width=terminal_width()))
     if args.metrics:
         pts = store.read_points(run_id)
         for name in pts.names():
@@ -84,6 +102,11 @@ def register(subparsers, common) -> None:
                    help="at most N runs (default 0: all)")
     p.add_argument("--same-as", metavar="RUN", help="runs with the same fingerprint as RUN")
     p.add_argument("--json", action="store_true", help="print the runs as JSON")
+    p.add_argument("--wide", action="store_true",
+                   help="every chosen column, however wide the table gets")
+    p.add_argument("--columns", metavar="A,B,...",
+                   help="exactly these columns after the id: run fields (project, name, status, "
+                        "started, time), param keys (dotted for nested ones) or metric names")
     p.set_defaults(func=cmd_runs)
 
     p = subparsers.add_parser("show", parents=[common], help="everything recorded about a run",

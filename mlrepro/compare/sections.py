@@ -72,10 +72,20 @@ def flatten(value: Mapping | None, prefix: str = "") -> dict:
 
 
 def diff_params(a: Mapping, b: Mapping) -> dict:
-    """User params and auto-captured params (nested ones by dotted name), diffed separately."""
-    params = diff_mapping(a.get("params"), b.get("params"))
-    auto = diff_mapping(flatten(a.get("auto_params")), flatten(b.get("auto_params")))
-    return {"same": is_empty(params) and is_empty(auto), "params": params, "auto_params": auto}
+    """User params and auto-captured params (nested ones by dotted name), diffed separately.
+
+    `unchanged` holds the keys with the same value in both runs (`diff --all` prints them).
+    """
+    user_a, user_b = flatten(a.get("params")), flatten(b.get("params"))
+    auto_a, auto_b = flatten(a.get("auto_params")), flatten(b.get("auto_params"))
+    params, auto = diff_mapping(user_a, user_b), diff_mapping(auto_a, auto_b)
+    unchanged = {"params": _unchanged(user_a, user_b), "auto_params": _unchanged(auto_a, auto_b)}
+    return {"same": is_empty(params) and is_empty(auto), "params": params, "auto_params": auto,
+            "unchanged": unchanged}
+
+
+def _unchanged(a: dict, b: dict) -> dict:
+    return {k: a[k] for k in sorted(a) if k in b and same_value(a[k], b[k])}
 
 
 def _pair(a, b) -> dict:

@@ -1,12 +1,14 @@
-"""Text views of runs for people: the `mlrepro runs` table and `mlrepro show`. Pure formatting."""
+"""Text views of runs for people: `mlrepro show` and the value formatting every view shares
+(the `runs` table is `listing`). Pure formatting."""
 
 from __future__ import annotations
 
 import json
 import math
+import struct
 import unicodedata
 
-TABLE_METRICS = 3
+from mlrepro.compare.sections import flatten
 
 
 def printable(text) -> str:
@@ -87,6 +89,40 @@ def number(value) -> str:
     return str(value)
 
 
+def as_float32(value: float) -> float | None:
+    """`value` through IEEE float32 and back, or None when it does not fit in one."""
+    try:
+        return struct.unpack("f", struct.pack("f", value))[0]
+    except (OverflowError, struct.error):
+        return None
+
+
+def exact(value) -> str:
+    """A recorded value in full: floats as the shortest text that reads back the same, and a
+    float that is exactly a float32 (a Keras learning rate, 0.009999999776482582) as the
+    shortest text that reads back as that float32 (0.01).
+
+    Example:
+        >>> exact(0.009999999776482582), exact(0.01), exact(3.0)
+        ('0.01', '0.01', '3.0')
+    """
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, float):
+        text = repr(value)
+        if math.isfinite(value) and as_float32(value) == value:
+            for digits in range(1, 10):
+                candidate = f"{value:.{digits}g}"
+                if not any(c in candidate for c in ".en"):
+                    candidate += ".0"
+                if as_float32(float(candidate)) == value:
+                    return candidate if len(candidate) < len(text) else text
+        return text
+    if isinstance(value, int):
+        return str(value)
+    return short(value, 60)
+
+
 def short(value, width: int = 40) -> str:
     text = printable(value) if isinstance(value, str) else json.dumps(value, sort_keys=True,
                                                                       default=str)
@@ -104,75 +140,101 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def runs_table(rows: list[dict], metrics: list[str] | None = None) -> str:
-    """One line per run: id, project, name, status, start, duration, key metrics, params."""
-    if not rows:
-        return "no runs"
-    if metrics is None:
-        seen: dict[str, int] = {}
-        for r in rows:
-            for name in _dict(r.get("metrics_summary")):
-                seen[name] = seen.get(name, 0) + 1
-        metrics = [n for n, _ in sorted(seen.items(), key=lambda kv: (-kv[1], kv[0]))
-                   if not n.startswith(("batch/", "lr", "learning_rate"))][:TABLE_METRICS]
-    headers = (["ID", "PROJECT", "NAME", "STATUS", "STARTED", "TIME"]
-               + [printable(m.upper()) for m in metrics])
-    body = []
-    for r in rows:
-        summary = _dict(r.get("metrics_summary"))
-        name = r.get("name") or ""
-        body.append([r["id"], short(r.get("project") or "", 20),
-                     "" if name == r["id"] else short(name, 24), r.get("status") or "?",
-                     when(r.get("start_time")), duration(r.get("start_time"), end_of(r))]
-                    + [number(_dict(summary.get(m)).get("last")) for m in metrics])
-    return table(headers, body)
+LABEL = 12  # the width of `show`'s labels ("fingerprint" and a space)
+KEY_WIDTH = 32
 
 
-def _kv_block(title: str, mapping: dict, indent: str = "  ") -> list[str]:
+def _kv_block(title: str, mapping: dict, width: int = 100, cut: list | None = None,
+              indent: str = "  ") -> list[str]:
+    """`title:` then one aligned `key  value` line per item; `cut` gets True when a key or
+    value was shortened."""
     lines = [f"{title}:"]
     if not mapping:
         lines.append(indent + "(none)")
         return lines
-    width = min(max(len(printable(k)) for k in mapping), 32)
-    for key in sorted(mapping):
+    keys = {key: short(str(key), KEY_WIDTH) for key in mapping}
+    key_width = max(len(k) for k in keys.values())
+    room = max(width - len(indent) - key_width - 2, 20)
+    for key in sorted(mapping, key=str):
         value = mapping[key]
-        text = number(value) if isinstance(value, (int, float)) and not isinstance(
-            value, bool) else short(value, 100)
-        lines.append(f"{indent}{printable(key).ljust(width)}  {text}")
+        text = exact(value) if isinstance(value, (int, float)) and not isinstance(
+            value, bool) else short(value, room)
+        if cut is not None and (keys[key] != printable(key) or text.endswith("…")):
+            cut.append(True)
+        lines.append(f"{indent}{keys[key].ljust(key_width)}  {text}".rstrip())
     return lines
 
 
+def _wrapped(head: str, items: list[str], width: int, sep: str = ", ") -> list[str]:
+    """`head` then the items, wrapped at `width` with continuation lines indented."""
+    lines, line = [], head
+    for i, item in enumerate(items):
+        piece = item + (sep if i < len(items) - 1 else "")
+        if len(line) + len(piece.rstrip()) > width and line.strip() != head.strip() \
+                and line.strip():
+            lines.append(line.rstrip())
+            line = " " * 4 + piece
+        else:
+            line += piece
+    lines.append(line.rstrip())
+    return lines
+
+
+def fit_lines(lines: list[str], width: int) -> tuple[list[str], bool]:
+    """Every line escaped and cut to `width` (an ellipsis marks the cut), and whether any was
+    cut. Escaping an escaped line changes nothing, so every field is safe however built."""
+    out, cut = [], False
+    for line in map(printable, lines):
+        if len(line) > width:
+            out.append(line[: max(width - 1, 1)] + "…")
+            cut = True
+        else:
+            out.append(line)
+    return out, cut
+
+
 def run_text(manifest: dict, status: str, events: list[dict] | None = None,
-             points=None) -> str:
-    """Everything in a record, grouped the way a person reads it."""
+             points=None, width: int = 100) -> str:
+    """Everything in a record, grouped the way a person reads it, fitted to `width`.
+
+    Every value is escaped (`printable`); a value too long for the line is cut with an
+    ellipsis, and a last line points at `--json` for the whole record.
+    """
     m = manifest
-    out = [f"run        {m['id']}",
-           f"project    {printable(m.get('project'))}",
-           f"name       {printable(m.get('name'))}",
-           f"status     {status}" + (f"  ({printable(str(m['error']).splitlines()[-1])})"
-                                      if m.get("error") and str(m["error"]).strip() else ""),
-           f"started    {when(m.get('start_time'))}",
-           f"ended      {when(m.get('end_time'))}",
-           f"duration   {duration(m.get('start_time'), end_of(m, status))}",
-           f"attempts   {len(m['attempts']) if isinstance(m.get('attempts'), list) else 0}",
-           f"fingerprint {m.get('fingerprint')}"]
+    p = printable
+
+    def field(label: str, value) -> str:
+        return f"{label:<{LABEL}}{value}"
+
+    error = str(m.get("error") or "").strip()
+    out = [field("run", p(m.get("id"))),
+           field("project", p(m.get("project"))),
+           field("name", p(m.get("name"))),
+           field("status", p(status) + (f"  ({p(error.splitlines()[-1])})" if error else "")),
+           field("started", when(m.get("start_time"))),
+           field("ended", when(m.get("end_time"))),
+           field("duration", duration(m.get("start_time"), end_of(m, status))),
+           field("attempts", len(m["attempts"]) if isinstance(m.get("attempts"), list) else 0),
+           field("fingerprint", p(m.get("fingerprint")))]
     parent = _dict(m.get("parent"))
     if parent:
-        out.append(f"parent     {parent.get('kind')} {parent.get('run')}")
+        out.append(field("parent", f"{p(parent.get('kind'))} {p(parent.get('run'))}"))
     out.append("")
-    out += _kv_block("params", _dict(m.get("params")))
+    cut: list = []
+    out += _kv_block("params", _dict(m.get("params")), width, cut)
     if _dict(m.get("auto_params")):
-        out += _kv_block("auto-captured params", m["auto_params"])
+        out += _kv_block("auto-captured params", flatten(m["auto_params"]), width, cut)
     if _dict(m.get("tags")):
-        out += _kv_block("tags", m["tags"])
+        out += _kv_block("tags", m["tags"], width, cut)
     det = _dict(m.get("determinism"))
     out.append(f"seed: {m.get('seed')}  deterministic: {det.get('deterministic', False)}"
                + (f"  applied: {', '.join(det.get('applied') or [])}" if det.get("applied")
                   else ""))
     if det.get("model_built_before_seed"):  # see mlrepro._keras.initial_state
-        out.append("initial state: the model was built before seeding; " + (
+        out += _wrapped("", ("initial state: the model was built before seeding; " + (
             "its initial weights are artifact initial_state (`mlrepro reproduce` restores them)"
-            if det.get("initial_state") else "its initial weights were not seeded"))
+            if det.get("initial_state") else "its initial weights were not seeded")).split(),
+            width, sep=" ")
     if det.get("initial_state_restored_from"):
         out.append(f"initial state: restored from run {det['initial_state_restored_from']}")
     summary = m.get("metrics_summary") or {}
@@ -219,10 +281,11 @@ def run_text(manifest: dict, status: str, events: list[dict] | None = None,
     for name in sorted(arts):
         a = _dict(arts[name])
         digest = str(a.get("digest") or a.get("tree") or "-")
-        out.append(f"  {printable(name)}  {a.get('kind')}  {digest[:16]}  {a.get('size')} bytes")
+        kind = "" if a.get("kind") == name else f"  {p(a.get('kind'))}"
+        out.append(f"  {p(name)}{kind}  {p(digest[:16])}  {p(a.get('size'))} bytes")
     rt = _dict(m.get("runtime"))
-    out.append("runtime: " + ", ".join(f"{k}={short(v, 60)}" for k, v in sorted(rt.items())
-                                       if v not in (None, "", [], {})))
+    out += _wrapped("runtime: ", [f"{p(k)}={short(v, 60)}" for k, v in sorted(rt.items())
+                                  if v not in (None, "", [], {})], width)
     env = _dict(m.get("environment"))
     if env:
         fw = _dict(env.get("frameworks"))
@@ -233,7 +296,8 @@ def run_text(manifest: dict, status: str, events: list[dict] | None = None,
                    f"{round((env.get('memory_bytes') or 0) / 2**30, 1)} GiB  accelerators "
                    f"{', '.join(env.get('accelerators') or [])}")
         if fw:
-            out.append("  frameworks " + ", ".join(f"{k} {v}" for k, v in sorted(fw.items())))
+            out += _wrapped("  frameworks ", [f"{p(k)} {p(v)}" for k, v in sorted(fw.items())],
+                            width)
         out.append(f"  packages {len(env.get('packages') or {})} recorded; variables "
                    f"{len(env.get('variables') or {})} recorded (allow-listed, redacted)")
     if events:
@@ -241,4 +305,7 @@ def run_text(manifest: dict, status: str, events: list[dict] | None = None,
         out.append(f"events: {len(events)} ({len(warnings_)} warnings)")
         for e in warnings_[-5:]:
             out.append(f"  {when(e.get('time'))} {short(e.get('message', ''), 120)}")
+    out, cut_lines = fit_lines(out, width)
+    if cut or cut_lines:
+        out.append("(long values cut to fit; --json prints them whole)")
     return "\n".join(out)

@@ -204,12 +204,12 @@ def test_a_killed_run_shows_its_metrics_and_a_duration_that_stops(store_dir, cap
     for _ in range(2):
         assert main(["show", run_id, "--store", store_dir]) == 0
         show = capsys.readouterr().out
-        assert main(["runs", "--store", store_dir]) == 0
+        assert main(["runs", "--wide", "--store", store_dir]) == 0
         texts.append((show, capsys.readouterr().out))
         time.sleep(1.1)
     assert texts[0] == texts[1]  # the duration does not grow with the wall clock
     show, table = texts[0]
     assert "metrics:\n  (none)" not in show and "loss" in show
     seconds = manifest["heartbeat"] - manifest["start_time"]
-    assert f"duration   {seconds:.1f}s" in show
+    assert f"duration    {seconds:.1f}s" in show
     assert f"{seconds:.1f}s" in table and "0.037" in table

@@ -103,7 +103,7 @@ def test_any_unicode_in_names_params_tags_and_metric_names_round_trips(
     assert (count, bad) == (2, [])
     # every CLI view of it exits 0; the table keeps one line per run
     capsys.readouterr()
-    assert main(["runs", "--store", store_dir]) == 0
+    assert main(["runs", "--wide", "--store", store_dir]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3
     assert main(["show", run.id, "--metrics", "--store", store_dir]) == 0
     assert main(["diff", plain.id, run.id, "--store", store_dir]) == 0
@@ -121,7 +121,7 @@ def test_a_split_surrogate_pair_reads_back_as_its_character(store_dir):
 def test_the_table_escapes_control_characters_so_columns_hold(store_dir, capsys):
     with quiet_run(store_dir, name="a\nb\x1b[2Jc"):
         pass
-    assert main(["runs", "--store", store_dir]) == 0
+    assert main(["runs", "--wide", "--store", store_dir]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and "a\\nb\\x1b[2Jc" in lines[1] and "\x1b" not in lines[1]
 
@@ -176,7 +176,7 @@ def test_odd_but_valid_manifest_values_list_beside_the_others(store_dir, capsys)
     out = capsys.readouterr().out
     assert good.id in out and odd.id in out
     assert main(["show", odd.id, "--store", store_dir]) == 0
-    assert "name       odd" in capsys.readouterr().out
+    assert "name        odd" in capsys.readouterr().out
     assert main(["runs", "--sort", "loss", "--json", "--store", store_dir]) == 0
     assert json.loads(capsys.readouterr().out)[0]["id"] == good.id
 
