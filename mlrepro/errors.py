@@ -41,7 +41,7 @@ class MlreproWarning(UserWarning):
 # callbacks and hooks (a warning raised in a Keras callback names the user's `model.fit(...)`),
 # and the standard library's plumbing between them (`with` blocks, threads).
 _NOT_USERS = frozenset({"mlrepro", "keras", "tf_keras", "tensorflow", "tensorflow_estimator",
-                        "absl", "contextlib", "threading", "concurrent", "importlib"})
+                        "absl", "contextlib", "threading", "concurrent", "importlib", "runpy"})
 
 
 def _user_frame():
@@ -50,7 +50,8 @@ def _user_frame():
 
     frame = sys._getframe(2)  # the caller of `warn`
     while frame is not None:
-        name = frame.f_globals.get("__name__") or ""
+        spec = frame.f_globals.get("__spec__")  # `python -m mlrepro`: __name__ is __main__
+        name = getattr(spec, "name", None) or frame.f_globals.get("__name__") or ""
         if name.partition(".")[0] not in _NOT_USERS:
             return frame
         frame = frame.f_back
@@ -72,7 +73,8 @@ def warn(message: str, *, stacklevel: int | None = None) -> None:
         warnings.warn(message, MlreproWarning, stacklevel=stacklevel or 2)
         return
     module_globals = frame.f_globals
+    # No module_globals: with them warnings asks the module's loader for its source, and a
+    # loader that refuses (a module run as __main__ by -m) would turn a warning into an error.
     warnings.warn_explicit(message, MlreproWarning, frame.f_code.co_filename, frame.f_lineno,
                            module=module_globals.get("__name__", "<string>"),
-                           registry=module_globals.setdefault("__warningregistry__", {}),
-                           module_globals=module_globals)
+                           registry=module_globals.setdefault("__warningregistry__", {}))

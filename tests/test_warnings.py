@@ -49,3 +49,15 @@ def test_a_warning_inside_fit_names_the_users_fit_line(tmp_path):
                   callbacks=[callback])
     """)
     assert found and all(where == (str(script), 9) for where in found), found
+
+
+def test_a_warning_in_python_dash_m_mlrepro_is_printed_not_an_internal_error(tmp_path):
+    """`python -m mlrepro` runs mlrepro's __main__ as `__main__`: a warning there must not ask
+    that module's loader for `__main__`'s source (it refuses: the command ended in an error)."""
+    store = tmp_path / "store"
+    assert run_py(["-c", "import mlrepro\nwith mlrepro.start_run(project='w', store=%r) as r:\n"
+                   "    r.log_metrics({'loss': 0.5}, step=0)" % str(store)]).returncode == 0
+    (store / "index.sqlite").write_bytes(b"not a database" * 64)  # rebuilt, with a warning
+    proc = run_py(["-m", "mlrepro", "runs", "--store", str(store)])
+    assert proc.returncode == 0, proc.stderr
+    assert "MlreproWarning" in proc.stderr and "internal error" not in proc.stderr
