@@ -125,7 +125,7 @@ def measure(uri: str, fn, repeats: int = REPEATS) -> tuple[float, int, object]:
 
 
 def run(args):
-    from mlrepro.compare.text import runs_table
+    from mlrepro.compare.listing import runs_table
 
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                       AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")

@@ -63,7 +63,7 @@ def bench_listing(root: str, runs: int) -> dict:
         for w in writes[chunk:chunk + 1000]:
             os.makedirs(store.run_dir(w.run_id), exist_ok=True)
         store.write_batch(writes[chunk:chunk + 1000])
-    from mlrepro.compare.text import runs_table
+    from mlrepro.compare.listing import runs_table
 
     timings = {}
     cases = {

@@ -44,6 +44,9 @@ _NOT_USERS = frozenset({"mlrepro", "keras", "tf_keras", "tensorflow", "tensorflo
                         "absl", "contextlib", "threading", "concurrent", "importlib", "runpy"})
 
 
+_THREAD_REGISTRY: dict = {}  # what warnings records of the warnings raised on mlrepro's threads
+
+
 def _user_frame():
     """The innermost frame outside `_NOT_USERS` (None on a thread that only runs mlrepro)."""
     import sys
@@ -63,14 +66,22 @@ def warn(message: str, *, stacklevel: int | None = None) -> None:
 
     The warning names the user's line (the first frame outside mlrepro and the frameworks),
     not mlrepro's own source: `train.py:41: MlreproWarning: ...` for `model.fit` on line 41.
-    On mlrepro's writer thread there is no user line, and the line that warned is named.
+    On one of mlrepro's own threads (the writer, the live push) there is no user line: the
+    warning names the thread, `<mlrepro thread mlrepro-push>:0: MlreproWarning: ...`, and
+    no source line is echoed under it (that would repeat the message's own f-string).
     `stacklevel` (as `warnings.warn` counts it) names another frame instead.
     """
+    import threading
     import warnings
 
-    frame = None if stacklevel is not None else _user_frame()
+    if stacklevel is not None:
+        warnings.warn(message, MlreproWarning, stacklevel=stacklevel)
+        return
+    frame = _user_frame()
     if frame is None:
-        warnings.warn(message, MlreproWarning, stacklevel=stacklevel or 2)
+        warnings.warn_explicit(message, MlreproWarning,
+                               f"<mlrepro thread {threading.current_thread().name}>", 0,
+                               module="mlrepro", registry=_THREAD_REGISTRY)
         return
     module_globals = frame.f_globals
     # No module_globals: with them warnings asks the module's loader for its source, and a

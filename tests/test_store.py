@@ -154,3 +154,14 @@ def test_manifest_on_disk_is_plain_sorted_json(store_dir):
     data = json.loads(text)
     assert list(data) == sorted(data)
     assert data["schema_version"] == mlrepro.SCHEMA_VERSION and data["params"] == {"lr": 0.3}
+
+
+def test_objects_of_names_stored_modules_and_file_lists_but_not_data_fingerprints():
+    """Copies, pushes and gc keep what a run's code and data records point at, nothing else."""
+    from mlrepro.store.base import objects_of
+
+    d = [c * 64 for c in "abcdef"]
+    manifest = {"code": {"patch": d[0], "modules": {"train.py": d[1], "model.py": d[2]}},
+                "data": {"train": {"digest": d[3], "file_list_object": d[4]}},
+                "artifacts": {"model.keras": {"digest": d[5]}}}
+    assert sorted(objects_of(manifest)) == sorted([d[0], d[1], d[2], d[4], d[5]])

@@ -278,22 +278,31 @@ def resolve_among(uri: str, prefix: str, ids) -> str:
 
 
 def objects_of(manifest: dict) -> Iterable[str]:
-    """Every object digest a manifest refers to (artifacts, code, data snapshots)."""
+    """Every object digest a manifest refers to: artifacts, code (patch, entry point, every
+    stored module), data file lists kept apart, extra objects. Copies, pushes and gc all
+    read this one list."""
     seen = set()
 
-    def walk(node):
+    def digest(value):
+        if isinstance(value, str) and len(value) == 64 and value not in seen:
+            seen.add(value)
+            yield value
+
+    def walk(node, named=("digest", "object", "patch")):
         if isinstance(node, dict):
             for key, value in node.items():
-                if (key in ("digest", "object", "patch") or key.endswith("_object")) \
-                        and isinstance(value, str) and len(value) == 64:
-                    if value not in seen:
-                        seen.add(value)
-                        yield value
+                if (key in named or key.endswith("_object")) and isinstance(value, str):
+                    yield from digest(value)
                 else:
-                    yield from walk(value)
+                    yield from walk(value, named)
         elif isinstance(node, list):
             for item in node:
-                yield from walk(item)
+                yield from walk(item, named)
 
     for section in ("artifacts", "code", "extra_objects"):
         yield from walk(manifest.get(section))
+    modules = (manifest.get("code") or {}).get("modules")
+    for value in (modules.values() if isinstance(modules, dict) else ()):  # path -> sha256
+        yield from digest(value)
+    # data fingerprints are digests of the files, not objects: only `*_object` names one
+    yield from walk(manifest.get("data"), named=())
