@@ -90,9 +90,11 @@ def cmd_show(args) -> int:
 def register(subparsers, common) -> None:
     """Add `runs` and `show` to the command line."""
     p = subparsers.add_parser("runs", parents=[common], help="list runs",
-                              description="List the store's runs, newest first: id, project, "
-                                          "status, start time and key metrics; filter, sort "
-                                          "and limit them, or find the runs like another.")
+                              description="List the store's runs, newest first: id, status, "
+                                          "the params that differ among them and key metrics, "
+                                          "fitted to the terminal (--wide: every column); "
+                                          "filter, sort and limit them, or find the runs like "
+                                          "another.")
     p.add_argument("--project", metavar="NAME", help="only runs of this project")
     p.add_argument("--status", choices=record.STATUSES, help="only runs with this status")
     p.add_argument("--param", action="append", metavar="K=V", help="only runs with this param")
