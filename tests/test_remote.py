@@ -204,7 +204,9 @@ def test_pushes_fail_quietly_then_resume_when_s3_comes_back(s3_env, store_dir, m
     monkeypatch.setenv("MLREPRO_S3_RETRIES", "1")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with mlrepro.start_run(project="late") as run:
+        # capture=False: in a pytest process that imported every test module, the code
+        # capture would make each push upload ~100 module files and outlast the 1 s window
+        with mlrepro.start_run(project="late", capture=False) as run:
             for step in range(20):
                 run.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
                 time.sleep(0.05)
