@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import zipfile
 
 import pytest
 
-from conftest import child_env
+from conftest import child_env, sigkilled
 
 pytest.importorskip("keras")
 pytest.importorskip("tensorflow")
@@ -56,19 +55,12 @@ def _train(tmp, name, *extra, env=None, kill_at=None, python=sys.executable):
     proc = subprocess.Popen(args, env={**(env or _env()), "TRAIN_KILL_AT": kill_at,
                                        "TRAIN_MARKER": str(marker)}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    try:
+    with sigkilled(proc):
         deadline = time.time() + 240
         while not marker.exists():
             assert proc.poll() is None, proc.communicate()[1][-3000:]
             assert time.time() < deadline, "the training child never reached the kill point"
             time.sleep(0.2)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
     return None
 
 

@@ -10,14 +10,13 @@ in the attempt) is tested in-process in tests/test_keras.py.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
 
-from conftest import child_env
+from conftest import child_env, sigkilled
 from mlrepro.core import sameness
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keras_scripts",
@@ -85,20 +84,13 @@ def _run_id(proc):
 def _kill_after_two_epochs(base, epochs=40, lr=0.1):
     proc = subprocess.Popen(_args(base, epochs, lr), env=child_env(EXPERIMENT_EPOCH_SLEEP=30),
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
+    with sigkilled(proc):
         for line in proc.stdout:
             if line.startswith("EPOCH 1"):
                 break
         else:
             pytest.fail("the training child ended before its second epoch")
         time.sleep(1.0)  # the run's writer flushes every 0.2 s (conftest)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
     import mlrepro
 
     store = mlrepro.open_store(str(base / "store"))
