@@ -257,3 +257,58 @@ def test_a_failing_example_is_reported_with_its_page_and_line(fixture_store, tmp
     assert [f.split(":")[1] for f in failures] == ["7", "8"], failures
     assert "exited 2, the docs expect 0" in failures[0]
     assert "exited 0, the docs expect 1" in failures[1]
+
+
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def anchors(text: str) -> set:
+    """The anchors GitHub gives a page's headings (lower case, punctuation out, spaces to -)."""
+    found, fence = set(), None
+    for line in text.split("\n"):
+        mark = _FENCE.match(line)
+        if mark and (fence is None or mark.group(1).startswith(fence)):
+            fence = None if fence else mark.group(1)
+            continue
+        heading = re.match(r"#{1,6} (.*)", line)
+        if heading and fence is None:
+            found.add(re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-"))
+    return found
+
+
+def broken_links(text: str, page: str) -> list:
+    """The page's links to files or headings (of this repository) that are not there."""
+    broken = []
+    for target in _LINK.findall(text):
+        if re.match(r"[a-z]+:", target):
+            continue                                # http(s):, mailto:
+        path, _, anchor = target.partition("#")
+        if not path:
+            if anchor not in anchors(text):
+                broken.append(f"{target}: no heading with that anchor")
+            continue
+        file = os.path.normpath(os.path.join(ROOT, os.path.dirname(page), path))
+        if not os.path.exists(file):
+            broken.append(f"{target}: no file {os.path.relpath(file, ROOT)}")
+        elif anchor and file.endswith(".md"):
+            with open(file, encoding="utf-8") as fh:
+                if anchor not in anchors(fh.read()):
+                    broken.append(f"{target}: no heading with that anchor")
+    return broken
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_link_on_the_page_resolves(page):
+    """After the README split, a link to a file or a section must still land somewhere."""
+    with open(os.path.join(ROOT, page), encoding="utf-8") as fh:
+        assert broken_links(fh.read(), page) == []
+
+
+def test_the_link_check_finds_a_moved_section():
+    text = ("# Keras\n\n## Which process continues a run\n\n[ok](#which-process-continues-a-run) "
+            "[ok](keras.md#restarts-and-exact-resume) [ok](../README.md) [ok](https://x.org/#y)\n"
+            "[gone](#restarts-and-exact-resume) [gone](keras.md#no-such-section) [gone](nope.md)\n")
+    assert broken_links(text, "docs/keras.md") == [
+        "#restarts-and-exact-resume: no heading with that anchor",
+        "keras.md#no-such-section: no heading with that anchor",
+        "nope.md: no file docs/nope.md"]
