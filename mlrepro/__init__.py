@@ -2,8 +2,8 @@
 
 `import mlrepro` is light: it never imports TensorFlow, Keras or sagemaker.
 Integrations (`mlrepro.keras`, `mlrepro.estimator`) and `mlrepro.distribute`
-load on first attribute access. The package map is in the README's Development
-section; the layers and the direction of imports between them are checked by
+load on first attribute access. The package map is in docs/development.md
+(Module map); the layers and the direction of imports between them are checked by
 import-linter (`pyproject.toml`).
 """
 

@@ -36,13 +36,13 @@ def test_no_module_but_env_names_an_mlrepro_variable():
     assert found == []
 
 
-def test_every_variable_is_declared_once_and_listed_in_the_readme():
+def test_every_variable_is_declared_once_and_listed_in_the_docs():
     names = [v.name for v in env.ALL]
     assert len(names) == len(set(names))
     declared = {v.name for v in vars(env).values() if isinstance(v, env.Variable)}
     assert declared == set(names)
-    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
-    assert [n for n in names if f"`{n}`" not in readme] == []
+    table = open(os.path.join(ROOT, "docs", "development.md"), encoding="utf-8").read()
+    assert [n for n in names if f"`{n}`" not in table] == []
 
 
 @pytest.mark.parametrize("text,on", [("1", True), ("true", True), ("TRUE", True), (" yes ", True),

@@ -1,8 +1,8 @@
 """The package's layout is its architecture: no module imports another in a cycle.
 
 The direction of imports between layers is import-linter's job (`make test` runs
-`lint-imports` on the contracts in pyproject.toml); this checks the claim the
-README makes on top of it, on the same import graph (grimp's, lazy imports included).
+`lint-imports` on the contracts in pyproject.toml); this checks the claim
+docs/development.md makes on top of it, on the same import graph (grimp's, lazy imports included).
 """
 
 from __future__ import annotations
