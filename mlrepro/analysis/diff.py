@@ -16,7 +16,7 @@ from mlrepro.compare import compare_manifests, diff_metrics, environment_drift
 from mlrepro.errors import MlreproError
 from mlrepro.analysis.rebuild import find_repo, git, has_commit, scratch_clone, tree_of
 from mlrepro.compare.listing import is_timing_metric
-from mlrepro.compare.naming import run_labels
+from mlrepro.compare.naming import run_labels, short_id
 from mlrepro.compare.text import exact, number, short
 
 KEY_WIDTH = 60
@@ -337,14 +337,18 @@ def diff_text(d: dict, *, show_all: bool = False, width: int = 100) -> str:
 
 
 def header_lines(briefs: list[dict], labels: list[str], width: int) -> list[str]:
-    """`A  lr=0.01   <id>  <name>`: each run by what differs, then the id to pass to `show`."""
+    """`A  lr=0.01   <id>  <name>`: each run by what differs, then the id to pass to `show`
+    (a label that is only the short id, where nothing differs, is not repeated)."""
+    labels = ["" if label == short_id(brief["id"]) else label
+              for brief, label in zip(briefs, labels)]
     room = max(len(label) for label in labels)
     lines = []
     for side, brief, label in zip("AB", briefs, labels):
         name = brief.get("name")
-        name = "" if name in (None, "", brief["id"]) or label.endswith(f"· {name}") else \
-            short(str(name), 24)
-        line = f"{side}  {label.ljust(room)}  {brief['id']}  {name}".rstrip()
+        name = "" if name in (None, "", brief["id"]) else short(str(name), 24)
+        if name and (label == name or label.endswith(f"· {name}")):
+            name = ""  # the label already is the name
+        line = "  ".join(p for p in (side, label.ljust(room), brief["id"], name) if p).rstrip()
         lines.append(line if len(line) <= width else line[: max(width - 1, 1)] + "…")
     return lines
 
