@@ -16,13 +16,13 @@ from html import escape
 from typing import Mapping, Sequence
 
 from mlrepro.compare.curves import summarize_series
-from mlrepro.compare.naming import run_labels, short_id
+from mlrepro.compare.naming import run_labels
 from mlrepro.compare.summary import (best_indexes, direction_rule, metric_groups,
                                      reproducibility, winners)
 from mlrepro.compare.svg import color, dash, line_chart
 from mlrepro.compare.tables import (MISSING, code_data_rows, comparison_table, differs,
                                     environment_brief, environment_rows,
-                                    flatten_environment, param_rows)
+                                    flatten_environment, param_rows, rid)
 from mlrepro.compare.text import duration, exact, number, printable, when
 
 __all__ = ["render_report", "flatten_environment", "comparison_table"]
@@ -103,7 +103,7 @@ def _summary(runs, labels, series_by_run, groups) -> str:
         status, why = reproducibility(m)
         rows.append(
             f'<tr><td class="nowrap" title="{escape(printable(m.get("id")))}">{_swatch(i)}'
-            f'{escape(label)}<span class="rid">{escape(short_id(m.get("id")))}</span></td>'
+            f"{escape(label)}{rid(m, label)}</td>"
             f"<td>{escape(printable(m.get('status')))}</td>"
             f'<td><span class="repro repro-{status}">{status}</span> '
             f'<span class="note">{escape(printable(why))}</span></td>'

@@ -57,7 +57,13 @@ def run_header(i: int, m: Mapping, label: str) -> str:
     """A run's column head: its colour, its label, and its short id (the full id as title)."""
     return (f'<th class="run" title="{escape(printable(m.get("id")))}">'
             f'<span class="swatch" style="background:{color(i)}"></span>{escape(label)}'
-            f'<span class="rid">{escape(short_id(m.get("id")))}</span></th>')
+            f"{rid(m, label)}</th>")
+
+
+def rid(m: Mapping, label: str) -> str:
+    """The short id under a run's label (not repeated when the label is the short id)."""
+    tail = short_id(m.get("id"))
+    return "" if label == tail else f'<span class="rid">{escape(tail)}</span>'
 
 
 def comparison_table(row_label: str, runs: Sequence[Mapping], labels: Sequence[str],
