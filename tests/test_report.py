@@ -377,6 +377,8 @@ def test_identical_rows_are_not_highlighted_and_close_values_stay_distinct():
     texts = [c["text"] for c in rows["lr"]["cells"]]
     assert texts[0] != texts[1]                        # not both "0.1"
     assert "tie: no run is better" in html
+    one_sided = render_report(runs, [{"loss": [(0, 1.0)]}, {"acc": [(0, 0.5)]}])
+    assert "only one run recorded it" in one_sided and 'class="star"' not in one_sided
 
 
 def test_report_escapes_hostile_names_params_and_metrics():

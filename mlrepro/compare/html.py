@@ -132,8 +132,11 @@ def _summary(runs, labels, series_by_run, groups) -> str:
         for w in won:
             who = ", ".join(escape(labels[i]) for i in w["winners"])
             values = [w["best"][i] for i in w["winners"]]
-            body.append(f"<tr><th>{escape(printable(w['metric']))}</th>"
-                        f"<td>{who or 'tie: no run is better'}</td>"
+            if not who:
+                recorded = [v for v in w["best"] if v is not None]
+                who = "tie: no run is better" if len(recorded) > 1 else \
+                    "only one run recorded it"
+            body.append(f"<tr><th>{escape(printable(w['metric']))}</th><td>{who}</td>"
                         f'<td class="num">{escape(_metric_texts(values)[0]) if values else MISSING}'
                         f"</td><td class=\"note\">{escape(w['rule'])}</td></tr>")
         parts.append('<div class="scroll"><table id="winners"><thead><tr><th>metric</th>'
@@ -261,8 +264,9 @@ def _environment(runs, labels) -> str:
                              only_differences=True, table_id="environment-differences")
     if table:
         return table
+    brief = environment_brief(runs)
     return ('<p class="same" id="environment-same">No differences: every run had the same '
-            f"environment ({escape(environment_brief(runs))}).</p>")
+            f"environment{f' ({escape(brief)})' if brief else ''}.</p>")
 
 
 def render_report(runs: Sequence[Mapping], series_by_run: Sequence[Mapping], *,
