@@ -65,6 +65,14 @@ def test_colliding_labels_get_the_name_or_short_id_and_the_rest_stay_short():
     assert run_labels(named) == ["lr=0.1 · first", "lr=0.01", "lr=0.1 · again"]
 
 
+def test_a_differing_seed_names_the_runs_like_a_param():
+    runs = [dict(run("aaaa", {"lr": 0.1}), seed=1), dict(run("bbbb", {"lr": 0.1}), seed=2),
+            dict(run("cccc", {"lr": 0.1}), seed=None)]
+    assert run_labels(runs) == ["seed=1", "seed=2", "seed=-"]
+    same_seed = [dict(r, seed=1) for r in runs[:2]]
+    assert run_labels(same_seed) == ["aaaa", "bbbb"]
+
+
 def test_a_param_set_in_only_one_run_differs_and_reads_as_unset_elsewhere():
     runs = [run("aaaa", {"lr": 0.1}), run("bbbb", {"lr": 0.1, "warmup": 5})]
     assert run_labels(runs) == ["warmup=-", "warmup=5"]

@@ -1,9 +1,9 @@
 """Naming runs by what differs among them: `lr=0.01`, `lr=0.1 batch=64`, not by their ids.
 
-Compared runs are told apart by the params that differ among them (user params first;
-auto-captured ones, by the last part of their dotted key, only when no user param
+Compared runs are told apart by the params that differ among them (user params and the
+seed first; auto-captured ones, by the last part of their dotted key, only when neither
 differs), each value written as `exact` writes it (a float32 `0.009999999776482582` is
-`0.01`). When nothing differs, or two runs would get the same name, the run's name or
+`0.01`; an unset value is `-`). When nothing differs, or two runs would get the same name, the run's name or
 its short id tells them apart. Labels are escaped (`printable`) and cut to a width,
 never HTML-escaped: each view escapes for its own medium. Pure: manifests in, text out.
 """
@@ -39,15 +39,24 @@ def _own_name(m: Mapping) -> str | None:
     return short(str(name), VALUE_WIDTH + KEY_WIDTH)
 
 
+def _params(m: Mapping, section: str) -> dict:
+    """One run's params of `section`, flattened; the user params also hold the run's seed
+    (set with `start_run(seed=...)`, beside the params rather than in them)."""
+    value = m.get(section)
+    flat = flatten(value if isinstance(value, Mapping) else {})
+    if section == "params" and "seed" not in flat:
+        flat["seed"] = m.get("seed")
+    return flat
+
+
 def differing_keys(manifests: Sequence[Mapping]) -> tuple[str, list[str]]:
-    """Which params name the runs: `("params", keys)` when user params differ, else
-    `("auto_params", keys)`, else `("", [])`. Keys are flattened (`optimizer.learning_rate`)."""
+    """Which params name the runs: `("params", keys)` when user params (or seeds) differ,
+    else `("auto_params", keys)`, else `("", [])`. Keys are flattened
+    (`optimizer.learning_rate`)."""
     if len(manifests) < 2:
         return "", []
     for section in ("params", "auto_params"):
-        maps = [flatten(m.get(section) if isinstance(m.get(section), Mapping) else {})
-                for m in manifests]
-        keys = differing(maps)
+        keys = differing([_params(m, section) for m in manifests])
         if keys:
             return section, keys
     return "", []
@@ -75,7 +84,7 @@ def _display_keys(section: str, keys: list[str], maps: list[dict]) -> list[tuple
 
 
 def _value(value) -> str:
-    if value is MISSING:
+    if value is MISSING or value is None:
         return MISSING
     return short(exact(value) if isinstance(value, (int, float)) or value is None
                  else value, VALUE_WIDTH)
@@ -109,8 +118,7 @@ def run_labels(manifests: Sequence[Mapping], *, width: int = LABEL_WIDTH) -> lis
         ['lr=0.1', 'lr=0.01']
     """
     section, keys = differing_keys(manifests)
-    maps = [flatten(m.get(section) if isinstance(m.get(section), Mapping) else {})
-            for m in manifests] if section else [{} for _ in manifests]
+    maps = [_params(m, section) for m in manifests] if section else [{} for _ in manifests]
     shown = _display_keys(section, keys, maps) if keys else []
     labels = []
     for m in maps:
