@@ -68,7 +68,8 @@ svg.chart{display:block;width:100%;height:auto}
 .repro{font-weight:600}.repro-verified,.repro-exact{color:#2b8a3e}
 .repro-deterministic{color:#1c7ed6}.repro-unverifiable,.repro-diverged{color:#c92a2a}
 @media (max-width:640px){body{padding:0 10px;margin:10px auto}h1{font-size:19px}
-.charts figure{flex-basis:100%}td.mono{max-width:220px}}
+.charts figure{flex-basis:100%}td.mono{max-width:220px}th.run{white-space:normal;
+min-width:110px}}
 """
 
 
@@ -102,7 +103,7 @@ def _summary(runs, labels, series_by_run, groups) -> str:
     for i, (m, label) in enumerate(zip(runs, labels)):
         status, why = reproducibility(m)
         rows.append(
-            f'<tr><td class="nowrap" title="{escape(printable(m.get("id")))}">{_swatch(i)}'
+            f'<tr><td title="{escape(printable(m.get("id")))}">{_swatch(i)}'
             f"{escape(label)}{rid(m, label)}</td>"
             f"<td>{escape(printable(m.get('status')))}</td>"
             f'<td><span class="repro repro-{status}">{status}</span> '
