@@ -3,9 +3,10 @@
 Compared runs are told apart by the params that differ among them (user params and the
 seed first; auto-captured ones, by the last part of their dotted key, only when neither
 differs), each value written as `exact` writes it (a float32 `0.009999999776482582` is
-`0.01`; an unset value is `-`). When nothing differs, or two runs would get the same name, the run's name or
-its short id tells them apart. Labels are escaped (`printable`) and cut to a width,
-never HTML-escaped: each view escapes for its own medium. Pure: manifests in, text out.
+`0.01`; an unset value is `-`). When nothing differs, or two runs would get the same
+name, the run's name or its short id tells them apart. Labels are escaped (`printable`)
+and cut to a width, never HTML-escaped: each view escapes for its own medium. Pure:
+manifests in, text out.
 """
 
 from __future__ import annotations
