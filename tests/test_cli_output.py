@@ -133,6 +133,10 @@ def test_diff_output(fixed_store, capsys, monkeypatch, width):
     text = _out(capsys, monkeypatch, width, ["diff", IDS[0], IDS[1], "--store", fixed_store])
     _check(capsys, f"diff_{width}.txt", text)
     assert "optimizer.learning_rate: 0.01 -> 0.001" in text      # float32, key by key
+    # each run named by the params that differ (escaped, cut), then its id for `show`
+    head = text.splitlines()[:2]
+    assert head[0].startswith("A  lr=0.01 note=line one\\nlin…  " + IDS[0])
+    assert head[1].startswith("B  lr=0.001 note=plain          " + IDS[1])
     assert "changed  lr: 0.01 -> 0.001" in text and "epoch_time_s" not in text
     assert all(len(line) <= width for line in text.splitlines())
     assert "8 identical params, 1 timing metric not shown; --all shows them" in text

@@ -18,6 +18,7 @@ import pytest
 from mlrepro.cli import main
 from mlrepro.compare import (compare_curves, diff_environment, diff_mapping, environment_drift,
                              summarize_series)
+from mlrepro.analysis.diff import header_lines
 from mlrepro.compare.sections import diff_packages
 from mlrepro.store import open_store
 
@@ -81,6 +82,18 @@ def test_first_difference_of_curves_is_the_first_differing_step():
     assert c.ignored == ["epoch_time"]
 
 
+def test_diff_header_names_runs_by_what_differs_and_keeps_the_ids():
+    a = {"id": "20260101T000000-aaaa", "name": "20260101T000000-aaaa"}
+    b = {"id": "20260101T000001-bbbb", "name": "small-lr"}
+    assert header_lines([a, b], ["lr=0.1", "lr=0.01"], 80) == [
+        "A  lr=0.1   20260101T000000-aaaa", "B  lr=0.01  20260101T000001-bbbb  small-lr"]
+    # nothing differs: the labels are the short id or the name, not repeated beside them
+    assert header_lines([a, b], ["aaaa", "small-lr"], 80) == [
+        "A            20260101T000000-aaaa", "B  small-lr  20260101T000001-bbbb"]
+    long = header_lines([a, b], ["x" * 36, "y" * 36], 60)
+    assert all(len(line) <= 60 and line.endswith("…") for line in long)
+
+
 def test_best_value_is_max_for_accuracy_and_min_for_loss():
     assert summarize_series("val_accuracy", [(0, 0.5), (1, 0.9), (2, 0.8)])["best"] == 0.9
     s = summarize_series("val_loss", [(0, 0.5), (1, 0.2), (2, 0.3)])
@@ -134,6 +147,7 @@ def test_diff_shows_exactly_the_changed_hyperparameter_and_code_line(keras_pair,
     loss = d["metrics"]["metrics"]["loss"]
     assert not loss["same_curve"] and loss["first_difference"]["step"] >= 0
     assert loss["a"]["final"] != loss["b"]["final"] and loss["a"]["points"] == 2
+    assert d["labels"] == ["lr=0.05", "lr=0.1"]   # each run named by what differs
 
 
 @pytest.mark.tf
@@ -144,6 +158,8 @@ def test_diff_text_has_one_block_per_section(keras_pair, capsys, monkeypatch):
                  "--store", keras_pair["store"]]) == 0
     text = capsys.readouterr().out
     assert "params:\n  changed  lr: 0.05 -> 0.1\ncode:" in text
+    assert text.splitlines()[:2] == [f"A  lr=0.05  {keras_pair['a']}",
+                                     f"B  lr=0.1   {keras_pair['b']}"]
     assert "    -HIDDEN = 8\n    +HIDDEN = 6" in text
     assert "  arguments  --lr 0.05 -> 0.1; --out " in text
     assert "data:\n  same: train\n" in text

@@ -16,6 +16,7 @@ from mlrepro.compare import compare_manifests, diff_metrics, environment_drift
 from mlrepro.errors import MlreproError
 from mlrepro.analysis.rebuild import find_repo, git, has_commit, scratch_clone, tree_of
 from mlrepro.compare.listing import is_timing_metric
+from mlrepro.compare.naming import run_labels, short_id
 from mlrepro.compare.text import exact, number, short
 
 KEY_WIDTH = 60
@@ -32,6 +33,7 @@ def run_diff(store, ref_a: str, ref_b: str, *, repo: str | None = None) -> dict:
     out["code"]["source"] = code_changes(ma, mb, store, repo=repo)
     pa, pb = store.read_points(id_a), store.read_points(id_b)
     out["metrics"] = diff_metrics(pa.series, pb.series)
+    out["labels"] = run_labels([ma, mb])  # each run named by the params that differ
     return out
 
 
@@ -299,9 +301,8 @@ def diff_text(d: dict, *, show_all: bool = False, width: int = 100) -> str:
     """
     a, b = d["a"], d["b"]
     hidden: dict[str, int] = {}
-    out = [f"A  {a['id']}  {a.get('name') if a.get('name') != a['id'] else ''}".rstrip(),
-           f"B  {b['id']}  {b.get('name') if b.get('name') != b['id'] else ''}".rstrip(),
-           "same fingerprint (the same experiment)" if d["same_fingerprint"] else "", "params:"]
+    out = header_lines([a, b], d.get("labels") or run_labels([a, b]), width) + [
+        "same fingerprint (the same experiment)" if d["same_fingerprint"] else "", "params:"]
     params = d["params"]
     unchanged = params.get("unchanged") or {}
     user = _mapping_lines(params["params"])
@@ -333,6 +334,23 @@ def diff_text(d: dict, *, show_all: bool = False, width: int = 100) -> str:
         parts = ", ".join(f"{n} {what}{'s' if n != 1 else ''}" for what, n in hidden.items())
         out.append(f"({parts} not shown; --all shows them)")
     return "\n".join(line for line in out if line != "")
+
+
+def header_lines(briefs: list[dict], labels: list[str], width: int) -> list[str]:
+    """`A  lr=0.01   <id>  <name>`: each run by what differs, then the id to pass to `show`
+    (a label that is only the short id, where nothing differs, is not repeated)."""
+    labels = ["" if label == short_id(brief["id"]) else label
+              for brief, label in zip(briefs, labels)]
+    room = max(len(label) for label in labels)
+    lines = []
+    for side, brief, label in zip("AB", briefs, labels):
+        name = brief.get("name")
+        name = "" if name in (None, "", brief["id"]) else short(str(name), 24)
+        if name and (label == name or label.endswith(f"· {name}")):
+            name = ""  # the label already is the name
+        line = "  ".join(p for p in (side, label.ljust(room), brief["id"], name) if p).rstrip()
+        lines.append(line if len(line) <= width else line[: max(width - 1, 1)] + "…")
+    return lines
 
 
 def _count(hidden: dict, what: str, n: int) -> None:

@@ -12,6 +12,7 @@ import os
 import time
 
 from mlrepro.compare.html import render_report
+from mlrepro.compare.naming import run_labels
 from mlrepro.compare.svg import color, dash
 from mlrepro.compare.text import printable
 from mlrepro.errors import MlreproError
@@ -32,8 +33,9 @@ def load_runs(store, refs: list[str]) -> tuple[list[dict], list[dict]]:
     return manifests, series
 
 
-def write_html(path: str, manifests, series, metrics=None) -> None:
-    page = render_report(manifests, series, metrics=metrics, generated=time.time())
+def write_html(path: str, manifests, series, metrics=None, *, show_all: bool = False) -> None:
+    page = render_report(manifests, series, metrics=metrics, generated=time.time(),
+                         show_all=show_all)
     # a metric or run name may hold lone surrogates (bytes that were not UTF-8): \udce9
     atomic_write_bytes(path, page.encode("utf-8", "backslashreplace"))
     _readable(path)
@@ -65,13 +67,13 @@ def write_png(path: str, manifests, series, metrics=None, *, dpi: int = 100) -> 
     fig = Figure(figsize=(6.4 * cols, 3.6 * rows + 0.6), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    labels = run_labels(manifests)
     for ax, name in zip(axes, names):
         for i, (m, s) in enumerate(zip(manifests, series)):
             pts = s.get(name) or []
             if not pts:
                 continue
-            label = m["id"] if m.get("name") in (None, m["id"]) else \
-                f"{m['name']} ({m['id'][-10:]})"
+            label = labels[i]
             ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color(i),
                     linestyle="--" if dash(i) else "-", marker="o" if len(pts) <= 40 else None,
                     markersize=3, linewidth=1.6, label=printable(label))

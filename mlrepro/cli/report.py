@@ -22,7 +22,7 @@ def cmd_report(args) -> int:
     if suffix == ".png":
         write_png(args.output, manifests, series, args.metric)
     else:
-        write_html(args.output, manifests, series, args.metric)
+        write_html(args.output, manifests, series, args.metric, show_all=args.all)
     print(f"wrote {args.output} ({len(manifests)} runs)")
     return 0
 
@@ -30,12 +30,19 @@ def cmd_report(args) -> int:
 def register(subparsers, common) -> None:
     """Add `mlrepro report` to the command line."""
     p = subparsers.add_parser("report", parents=[common], help="HTML or PNG report of runs",
-                              description="Learning curves of the runs overlaid, a params table "
-                                          "with the differences highlighted, and the environment "
-                                          "differences, as one self-contained HTML page or PNG.")
+                              description="A one-screen summary (what differs among the runs, "
+                                          "who won each key metric, each run's reproducibility), "
+                                          "then the learning curves overlaid (timings and flat "
+                                          "series folded), final and best values with the best "
+                                          "run marked, the params that differ and the "
+                                          "environment differences, as one self-contained HTML "
+                                          "page (or the curves as PNG). Runs are named by the "
+                                          "params that differ among them (lr=0.01).")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run ids or unique prefixes")
     p.add_argument("-o", "--output", default="report.html", metavar="PATH",
                    help="report.html (self-contained page) or curves.png (default report.html)")
     p.add_argument("--metric", action="append", metavar="GLOB",
                    help="only these metrics (glob, repeatable), e.g. --metric 'val_*'")
+    p.add_argument("--all", action="store_true",
+                   help="list every param in the Params table, not only those that differ")
     p.set_defaults(func=cmd_report)

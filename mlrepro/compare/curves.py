@@ -180,6 +180,11 @@ def higher_is_better(name: str) -> bool:
     return bool(_HIGHER_IS_BETTER.search(last)) and not _LOWER_ANYWAY.search(last)
 
 
+def loss_like(name: str) -> bool:
+    """Whether the name reads as a loss or an error (lower is better by name, not by default)."""
+    return bool(_LOWER_ANYWAY.search(name.rsplit("/", 1)[-1]))
+
+
 def summarize_series(name: str, series: Series) -> dict:
     """Final and best value of one metric, with the steps they were logged at."""
     points = [(int(p[0]), float(p[1])) for p in series]
