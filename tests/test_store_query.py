@@ -64,6 +64,25 @@ def test_a_key_sqlite_cannot_name_is_filtered_by_the_same_rule(tmp_path):
     assert [m["params"]["i"] for m in store.list_runs(params={'we"ird': "3", "i": 1})] == [1]
 
 
+def test_a_value_holding_a_nul_is_found(tmp_path):
+    """SQLite's json_extract cuts text at an escaped NUL: such a value is matched in Python
+    (found by the hostile-strings property test: key "'", value "\\x00")."""
+    from mlrepro.record import new_manifest
+    from mlrepro.store import ManifestWrite
+    from mlrepro.store.local import LocalStore
+
+    store = LocalStore(str(tmp_path / "s"))
+    writes = []
+    for i, value in enumerate(["\x00", "", "a\x00b", "a"]):
+        m = new_manifest(f"20260101T00000{i}-{i}aaaaaaaaa", "p", None, started=1000.0 + i,
+                         host="h", pid=1)
+        m.update(status="finished", params={"'": value, "i": i})
+        writes.append(ManifestWrite(m["id"], m))
+    store.write_batch(writes)
+    for i, value in enumerate(["\x00", "", "a\x00b", "a"]):
+        assert [m["params"]["i"] for m in store.list_runs(params={"'": value})] == [i]
+
+
 def test_a_query_sorts_runs_without_the_metric_last():
     runs = [{"id": "a", "start_time": 1, "metrics_summary": {"loss": {"last": 0.5}}},
             {"id": "b", "start_time": 2, "metrics_summary": {}},

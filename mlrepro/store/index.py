@@ -130,9 +130,13 @@ def _row_of(manifest: dict) -> tuple:
 
 
 def _bindable(value) -> bool:
-    """Whether SQLite can take `value` as a query argument (its JSON paths need valid text)."""
+    """Whether SQLite can take `value` as a query argument and compare it with stored JSON.
+
+    Its JSON paths need valid text, and SQLite 3.40's `json_extract` cuts a string at an
+    escaped NUL (`"\\u0000"` reads as ''): such values are matched in Python.
+    """
     if isinstance(value, str):
-        return _encodable(value)
+        return _encodable(value) and "\x00" not in value
     if isinstance(value, (list, tuple)):
         return all(_bindable(v) for v in value)
     if isinstance(value, dict):
@@ -304,11 +308,9 @@ class Index:
         if query.fingerprint is not None:
             where.append("fingerprint = ?")
             args.append(_text(query.fingerprint))
-        in_python = {}
         for key, value in (query.params or {}).items():
             if not _sql_key(key) or not _bindable(value):
-                in_python[key] = value          # filtered below, by the same rule
-                continue
+                continue                        # filtered below, by the same rule
             condition, values = param_sql("params", key, value)
             where.append(condition)
             args += values
@@ -338,9 +340,11 @@ class Index:
                         "fingerprint": _untext(r[9]),
                         "params": params, "tags": tags, "metrics_summary": summary,
                         "parent": parent})
-        if in_python:
+        if query.params:
+            # SQL only narrows: SQLite 3.40 reads a stored text holding a NUL as cut there
+            # ("a\u0000b" extracts as "a"), so every param is checked again by the one rule.
             out = [m for m in out
-                   if all(param_matches(m["params"], k, v) for k, v in in_python.items())]
+                   if all(param_matches(m["params"], k, v) for k, v in query.params.items())]
         if query.sort_metric and not sort_in_sql:
             out = query.sort(out)
         return out
