@@ -665,8 +665,9 @@ class ReproCallback(_Base):
             if self._why_not_step is None:
                 verdict["notes"] = [n for n in verdict["notes"]
                                     if n != _exactness.NOTE_EPOCH_BOUNDARY] + [
-                    "a restart continues at the newest checkpoint's batch: it skips the "
-                    "batches that epoch already trained, drawn in the same order"]
+                    "resume restores the newest checkpoint (an epoch-end checkpoint, or a step "
+                    "checkpoint: checkpoint_every in steps or a duration, or at SIGTERM) and "
+                    "skips the batches its epoch already trained, drawn in the same order"]
         if restored:
             verdict["lost_steps"] = restored.get("lost_steps")
             self.run.note_attempt(restored_step=restored.get("global_step"),
