@@ -128,6 +128,26 @@ def test_flags_accept_the_forms_sagemaker_passes_hyperparameters_in():
             args.weight_decay) == (64, False, True, (91.0, 136.0), 5e-4)
 
 
+def test_a_spot_job_checkpoints_every_ten_minutes_unless_told_otherwise(tmp_path):
+    from mlrepro.runtime import detect
+    from test_runtime import make_sagemaker_tree
+
+    auto = hparams.parse([])
+    assert hparams.checkpoint_every(auto, spot=True) == "10min"
+    assert hparams.checkpoint_every(auto, spot=False) == "epoch"
+    told = hparams.parse(["--checkpoint-every", "500 steps"])
+    assert hparams.checkpoint_every(told, spot=True) == "500 steps"
+    assert train._checkpoint_every(hparams.parse(["--checkpoint_every", "2"]), True) == 2
+    # how often to save is not part of the experiment: a restart may change it
+    assert hparams.recorded_params(told) == hparams.recorded_params(auto)
+    # what makes a job a spot job: SageMaker's own job config
+    base = make_sagemaker_tree(tmp_path / "spot", job_config={
+        "TrainingJobName": "j", "EnableManagedSpotTraining": True})
+    assert detect(environ={}, base_dir=base, argv=["x"]).spot is True
+    assert detect(environ={}, base_dir=make_sagemaker_tree(tmp_path / "on-demand"),
+                  argv=["x"]).spot is False
+
+
 # -- data sources and formats ----------------------------------------------------------------------
 
 def test_binary_archive_and_folder_read_back_the_written_examples(tmp_path, binary_archive,
