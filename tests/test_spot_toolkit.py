@@ -34,7 +34,8 @@ from mlrepro.store.local import LocalStore
 JOB_TIMEOUT = 300
 STEPS_PER_EPOCH = 12          # 96 examples, batch 8
 EPOCHS = 2
-STOP_AT_STEP = 17             # the gate holds the first attempt here (epoch 1, batch 5)
+HEAR_S = 1.5                  # > parent_exit.POLL_SECONDS: the orphan has heard by then
+STOP_AT_STEP = 17             # the gate holds the first attempt after this step (epoch 1)
 
 ENTRY = textwrap.dedent('''
     """Spot entry point: a tiny model, step checkpoints, and a gate the test interrupts at."""
@@ -57,20 +58,24 @@ ENTRY = textwrap.dedent('''
 
 
     class Gate(keras.callbacks.Callback):
-        """After global step GATE_AT (counted in this process): say so, wait for the test."""
+        """Before the step after GATE_AT steps: say so, hold the loop until the test releases it.
+
+        A batch-begin hook runs on the training loop's own thread (Keras 3 may run
+        batch-end hooks on a callback thread), between two steps.
+        """
 
         def __init__(self, at, folder):
             super().__init__()
             self.at, self.folder, self.steps = at, folder, 0
 
-        def on_train_batch_end(self, batch, logs=None):
+        def on_train_batch_begin(self, batch, logs=None):
             self.steps += 1
-            if self.steps != self.at:
+            if self.steps != self.at + 1:
                 return
             with open(os.path.join(self.folder, "reached.json"), "w") as fh:
-                json.dump({"pid": os.getpid(), "step": self.steps}, fh)
+                json.dump({"pid": os.getpid(), "steps_done": self.at}, fh)
             deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and \\
+            while time.monotonic() < deadline and \
                     not os.path.exists(os.path.join(self.folder, "release")):
                 time.sleep(0.02)
 
@@ -82,8 +87,8 @@ ENTRY = textwrap.dedent('''
                               keras.layers.Dropout(0.25), keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.Adam(hp["lr"]), loss="mse")
     callbacks = [repro]
-    if os.environ.get("GATE_AT"):
-        callbacks.append(Gate(int(os.environ["GATE_AT"]), os.environ["GATE_DIR"]))
+    if os.environ.get("GATE_AT"):   # first: ReproCallback then meets the same step boundary
+        callbacks.insert(0, Gate(int(os.environ["GATE_AT"]), os.environ["GATE_DIR"]))
     model.fit(data["x"], data["y"], epochs=hp["epochs"], batch_size=8, shuffle=True,
               verbose=0, callbacks=callbacks)
     digest = hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest()
@@ -221,6 +226,7 @@ def test_sigterm_to_the_toolkit_checkpoints_and_a_rerun_continues_to_the_same_we
     first.wait(timeout=30)
     # The toolkit forwards nothing and dies of the signal at once...
     assert first.returncode == -signal.SIGTERM, _log(base, "first.log")[-3000:]
+    time.sleep(HEAR_S)                           # the orphan notices (and is still held)
     (gate / "release").write_text("")
     # ...and the training process, told by the kernel, checkpoints and ends within the bound.
     assert _gone(reached["pid"], timeout=60), "the training process outlived its toolkit"
@@ -246,18 +252,20 @@ def test_sigterm_to_the_toolkit_checkpoints_and_a_rerun_continues_to_the_same_we
     assert m["status"] == "finished"
     assert [a.get("status") for a in m["attempts"]] == ["preempted", "finished"]
     resume = m.get("resume") or {}
-    assert resume.get("granularity") == "step", resume
-    # Continued from the checkpointed step: no batch trained twice, none left out.
-    first_steps, second_steps = _attempt_steps(store.root, run_id, "loss")
-    assert first_steps and second_steps
-    assert first_steps + second_steps == list(range(1, STEPS_PER_EPOCH * EPOCHS + 1)) or \
-        first_steps + second_steps == list(range(STEPS_PER_EPOCH * EPOCHS)), \
+    assert (resume.get("granularity"), resume.get("lost_steps")) == ("step", 0), resume
+    # The checkpoint was written at the step the signal found, soon after it.
+    preemption = m["attempts"][0].get("preemption") or {}
+    assert preemption.get("checkpoint") and preemption.get("step") == STOP_AT_STEP, preemption
+    assert preemption["seconds"] < 30                  # the default preemption_timeout
+    # Continued from that step: no batch trained twice, none left out.
+    first_steps, second_steps = _attempt_steps(store.root, run_id, "batch/loss")
+    assert first_steps[-1] == STOP_AT_STEP and second_steps[0] == STOP_AT_STEP + 1, \
         (first_steps, second_steps)
-    assert len(first_steps) >= STOP_AT_STEP   # the preemption checkpoint kept the gate's step
+    assert first_steps + second_steps == list(range(1, STEPS_PER_EPOCH * EPOCHS + 1))
     assert _weights(base)["run_id"] == run_id
     assert _weights(base)["weights_sha256"] == _weights(straight_base)["weights_sha256"]
-    print(f"SIGTERM to the toolkit -> training process gone: {ended:.2f} s; "
-          f"resume {resume}; attempt 2 began after step {first_steps[-1]}")
+    print(f"SIGTERM to the toolkit -> checkpoint {preemption['seconds']:.3f} s, training "
+          f"process gone {ended:.2f} s; attempt 2 began at step {second_steps[0]}")
 
 
 CHILD = textwrap.dedent('''

@@ -6,10 +6,13 @@ sending SIGTERM to the container's main process. With the `sagemaker-training` t
 as a child and neither handles nor forwards the signal
 (aws/sagemaker-training-toolkit#125, #173): the toolkit dies at once and the training
 process trains on, unaware, until the container is killed and everything since the
-last checkpoint is lost. Asking Linux to send this process SIGTERM when its parent
-exits (`prctl(PR_SET_PDEATHSIG)`) turns the launcher's death into the signal the
-training process needed: it then writes its preemption checkpoint and ends as
-`preempted`.
+last checkpoint is lost. A small daemon thread here notices that the parent is gone
+(this process was handed to another one) and sends this process SIGTERM, once: the
+training process then writes its preemption checkpoint and ends as `preempted`.
+
+Not `prctl(PR_SET_PDEATHSIG)`: Linux sends that signal each time the child is handed
+to another *thread* of the dying parent, so a launcher with a few threads delivers
+several SIGTERMs, and a second SIGTERM means "stop now, do not save".
 
 It cannot help where the signal reaches nobody: a main process that is PID 1 of the
 container and has no handler (the kernel drops the signal) never dies of it. There only
@@ -18,35 +21,43 @@ the periodic checkpoints (`checkpoint_every`) bound what an interruption costs.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
-import sys
+import threading
+import time
 
-PR_SET_PDEATHSIG = 1   # <linux/prctl.h>
+POLL_SECONDS = 0.2
+_watching: list[threading.Thread] = []
 
 __all__ = ["signal_on_parent_exit"]
 
 
-def signal_on_parent_exit(signum: int = signal.SIGTERM) -> bool:
-    """Have the kernel send `signum` to this process when its parent exits (Linux only).
+def signal_on_parent_exit(signum: int = signal.SIGTERM, *,
+                          poll_seconds: float = POLL_SECONDS) -> bool:
+    """Send `signum` to this process, once, when its parent process exits.
 
-    Returns True when the request is in place. If the parent is already gone by the
-    time it is, the signal is sent at once (the kernel would not send it any more).
+    Returns True when a watch is in place (one per process; later calls keep the first),
+    False when there is no parent to watch (this process is PID 1, or its parent is).
 
     Example:
         >>> signal_on_parent_exit() in (True, False)
         True
     """
-    if not sys.platform.startswith("linux"):
-        return False
+    if _watching:
+        return True
     parent = os.getppid()
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0) != 0:
-            return False
-    except (OSError, AttributeError):
+    if parent <= 1 or os.getpid() == 1:
         return False
-    if os.getppid() != parent:  # it exited between the two calls
-        os.kill(os.getpid(), signum)
+    me = os.getpid()
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os.kill(me, signum)
+                return
+            time.sleep(poll_seconds)
+
+    thread = threading.Thread(target=watch, name="mlrepro-parent-exit", daemon=True)
+    thread.start()
+    _watching.append(thread)
     return True
