@@ -12,10 +12,13 @@ option A, 0.27 M parameters, SGD with momentum, CIFAR-10 shapes, random data):
 - **per step**: in one process, interleaved over repeats, the same `fit` with no
   callback, with ReproCallback without checkpoints, with epoch checkpoints, and with
   `checkpoint_every="N steps"` for each N. Per-step time is the wall time from the
-  first step after the warm-up to the end of the epoch (the epoch-end checkpoint
-  included), over the steps in between; the ratio is the median of each arm over
-  the median of bare `fit`. The time inside ReproCallback's batch hook at the steps
-  where a checkpoint falls due is reported beside it: the stall of one save.
+  first step after the warm-up to the end of `fit` (every save included, and the
+  run's finish, the same for every ReproCallback arm), over the steps in between; the
+  ratios are the median of each arm over the median of bare `fit` and over the
+  median of ReproCallback without checkpoints (what the checkpoints alone add). The time inside ReproCallback's batch-begin hook (the step
+  boundary where a due checkpoint is written) at the steps where one falls due, and
+  inside its epoch-end hook for epoch checkpoints, is reported beside it: the stall of
+  one save.
 
 Usage: python benchmarks/checkpoint_bench.py [--quick] [--repeats N] [--every 1,10,100]
        [--json OUT]. `--quick` uses a tiny dense model and a few steps: it checks the
@@ -206,25 +209,25 @@ def per_step(workload: str, batch: int, steps: int, warmup: int, every: list[int
     import mlrepro.keras
 
     class Clock(keras.callbacks.Callback):
-        """Placed last: from the warm-up step's begin to the epoch's end (after every save)."""
+        """Placed last: from the warm-up step's begin to the end of `fit` (after every save)."""
 
         def on_train_batch_begin(self, batch, logs=None):
             if batch == warmup:
                 self.t = time.perf_counter()
 
-        def on_epoch_end(self, epoch, logs=None):
+        def on_train_end(self, logs=None):
             self.seconds = (time.perf_counter() - self.t) / (steps - warmup)
 
     class Timed(mlrepro.keras.ReproCallback):
         def __init__(self, *a, **k):
             super().__init__(*a, **k)
-            self.batch_s: list[float] = []
+            self.begin_s: dict[int, float] = {}
             self.epoch_end_s: list[float] = []
 
-        def on_train_batch_end(self, batch, logs=None):
+        def on_train_batch_begin(self, batch, logs=None):   # a due save happens here
             t = time.perf_counter()
-            super().on_train_batch_end(batch, logs)
-            self.batch_s.append(time.perf_counter() - t)
+            super().on_train_batch_begin(batch, logs)
+            self.begin_s[batch] = time.perf_counter() - t
 
         def on_epoch_end(self, epoch, logs=None):
             t = time.perf_counter()
@@ -262,7 +265,7 @@ def per_step(workload: str, batch: int, steps: int, warmup: int, every: list[int
             seconds[arm].append(clock.seconds)
             if cb is not None and arm.endswith(" steps"):
                 n = int(arm.split()[0])
-                due = [s for i, s in enumerate(cb.batch_s, start=1) if i % n == 0]
+                due = [s for b, s in cb.begin_s.items() if b and b % n == 0]  # b steps done
                 if due:
                     stall[arm].append(statistics.median(due))
             elif cb is not None and arm == "epoch" and cb.epoch_end_s:
@@ -325,6 +328,7 @@ def run(args, log=lambda m: print(m, file=sys.stderr, flush=True)):
             found = per_step(workload, batch, steps, warmup, every, repeats, work, log)
             raw["per_step"] = found
             bare = statistics.median(found["seconds"]["bare"])
+            plain = statistics.median(found["seconds"]["no checkpoints"] or [0]) or None
             name = f"{workload} b{batch}"
             text.append(f"\nper step ({name}, {steps - warmup} measured steps after {warmup} "
                         f"warm-up, {repeats} interleaved repeats; ms per step each repeat):")
@@ -338,6 +342,8 @@ def run(args, log=lambda m: print(m, file=sys.stderr, flush=True)):
                 med = statistics.median(values)
                 stall = found["stall"][arm]
                 ratio = "-" if arm == "bare" else f"{med / bare:.3f}x bare"
+                if plain and arm not in ("bare", "no checkpoints"):
+                    ratio += f", {med / plain:.3f}x no ckpt"
                 rows.append(table.Row(f"per step: {arm} ({name})", f"{med * 1e3:.1f} ms", ratio))
                 if stall:
                     rows.append(table.Row(f"  one save at a due step: {arm}",
