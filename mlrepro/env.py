@@ -148,7 +148,11 @@ FLUSH_SECONDS = Number("MLREPRO_FLUSH_SECONDS", "how often the writer thread wri
                        default=0.5, minimum=0.0)
 HEARTBEAT_SECONDS = Number("MLREPRO_HEARTBEAT_SECONDS", "how often a live run's manifest is "
                            "rewritten as a heartbeat", default=10.0, minimum=0.0)
-SPOT = Flag("MLREPRO_SPOT", "a SIGTERM means preemption: the run ends as `preempted`")
+SPOT = Flag("MLREPRO_SPOT", "set in spot jobs by `mlrepro launch --spot` (a SIGTERM ends a run "
+                            "as `preempted` in every process)")
+PREEMPTION_TIMEOUT = Text("MLREPRO_PREEMPTION_TIMEOUT", "how long a SIGTERM waits for the next "
+                          "step boundary's checkpoint in Keras `fit` (seconds or \"30s\"; "
+                          "overrides ReproCallback(preemption_timeout=...))")
 PARENT = Json("MLREPRO_PARENT", 'the parent of new runs, {"kind": ..., "run": ...} '
                                 "(set by `mlrepro reproduce` and `launch --from`)")
 SEED = Whole("MLREPRO_SEED", "the seed of runs started with seed=None and deterministic=True "
@@ -183,6 +187,7 @@ TF_CONFIG_SOURCE = Text("MLREPRO_TF_CONFIG_SOURCE", "set beside a TF_CONFIG that
                                                     "the launcher it was built for")
 
 ALL: tuple[Variable, ...] = (
-    STORE, SPOOL, CACHE, DISABLE, FLUSH_SECONDS, HEARTBEAT_SECONDS, SPOT, PARENT, SEED, DEBUG,
+    STORE, SPOOL, CACHE, DISABLE, FLUSH_SECONDS, HEARTBEAT_SECONDS, SPOT, PREEMPTION_TIMEOUT,
+    PARENT, SEED, DEBUG,
     REMOTE, PUSH_SECONDS, PUSH_TIMEOUT, S3_RETRIES, SAGEMAKER_ROLE, SAGEMAKER_BUCKET, LAUNCH,
     SAGEMAKER_BASE_DIR, TF_PORT, HOST_ADDRESSES, TF_CONFIG_SOURCE, WORKERS_TIMEOUT)

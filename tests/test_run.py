@@ -86,7 +86,7 @@ def test_bad_arguments_at_start_are_one_clear_error():
 
 
 @pytest.mark.parametrize("how,status", [("normal", "finished"), ("raise", "failed"),
-                                        ("sigterm", "killed"), ("sigint", "killed")])
+                                        ("sigterm", "preempted"), ("sigint", "killed")])
 def test_the_last_status_is_the_true_one(store_dir, how, status):
     proc = run_py([os.path.join(SCRIPTS, "exit_paths.py"), store_dir, how], timeout=60)
     run_id = proc.stdout.split()[0]
@@ -99,7 +99,7 @@ def test_the_last_status_is_the_true_one(store_dir, how, status):
         assert "diverged at step 50" in m["error"]
 
 
-def test_sigterm_on_a_spot_job_reads_as_preempted(store_dir):
+def test_sigterm_on_a_spot_job_reads_as_preempted_too(store_dir):
     proc = run_py([os.path.join(SCRIPTS, "exit_paths.py"), store_dir, "sigterm"],
                   env=child_env(MLREPRO_SPOT="1"), timeout=60)
     assert LocalStore(store_dir).read_manifest(proc.stdout.split()[0])["status"] == "preempted"

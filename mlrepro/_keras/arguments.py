@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 
+from mlrepro._keras import cadence
 from mlrepro._keras.export import FORMATS
 from mlrepro.errors import MlreproError
 
-CHECKPOINT_EVERY_EPOCH = "epoch"
+CHECKPOINT_EVERY_EPOCH = cadence.EPOCH
 
 
 def validate(project, seed, every, checkpoint, checkpoint_every, keep) -> None:
@@ -23,11 +24,7 @@ def validate(project, seed, every, checkpoint, checkpoint_every, keep) -> None:
     if checkpoint not in (None, False, True) and not isinstance(checkpoint, (str, os.PathLike)):
         raise MlreproError(f"checkpoint {checkpoint!r} must be a directory path, None "
                            "(the default directory) or False (no checkpoints)")
-    if checkpoint_every != CHECKPOINT_EVERY_EPOCH and (
-            not isinstance(checkpoint_every, int) or isinstance(checkpoint_every, bool)
-            or checkpoint_every < 1):
-        raise MlreproError(f"checkpoint_every {checkpoint_every!r} must be \"epoch\" or a "
-                           "number of epochs >= 1: e.g. checkpoint_every=5")
+    cadence.parse_every(checkpoint_every)   # raises naming the value and the forms
     if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
         raise MlreproError(f"keep_checkpoints {keep!r} must be an int >= 1: "
                            "e.g. keep_checkpoints=2")

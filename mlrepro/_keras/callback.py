@@ -28,6 +28,7 @@ import weakref
 from typing import Any, Iterable, Mapping
 
 from mlrepro._keras import arguments as _arguments
+from mlrepro._keras import cadence as _cadence
 from mlrepro._keras import chief as _chief
 from mlrepro._keras import checkpoint as _ckpt
 from mlrepro._keras import datafp as _datafp
@@ -45,9 +46,11 @@ from mlrepro._keras import resume as _resume
 from mlrepro._keras import runfile as _runfile
 from mlrepro._keras import resumestate as _resumestate
 from mlrepro._keras import seeding as _seeding
+from mlrepro._keras import steps as _steps
 from mlrepro._keras import tensorboard as _tb
 from mlrepro._keras.order import deterministic_dataset
-from mlrepro.core import active_run, start_run
+from mlrepro import env as _env
+from mlrepro.core import active_run, lifecycle as _lifecycle, start_run
 from mlrepro.errors import warn as _warn
 from mlrepro.runtime import detect_or_none
 from mlrepro.runtime.strategy import check_workers
@@ -60,6 +63,7 @@ LOCAL_CHECKPOINT_ROOT = "checkpoints"          # when mlrepro.runtime gives none
 CHECKPOINT_SUBDIR = "mlrepro-{project}"        # inside the runtime's checkpoint dir
 BATCH_PREFIX = "batch/"
 EXPORT_FLUSH_TIMEOUT = 120.0
+NEVER = 1 << 62      # "no step action is due": the step hook's one integer test fails
 RESUME_SECTION = "resume"
 DETERMINISM_SECTION = "determinism"
 # Metrics that measure wall time: they differ between otherwise identical runs.
@@ -101,7 +105,15 @@ class ReproCallback(_Base):
         checkpoint: checkpoint directory (and where the run id is kept for restarts);
             default `<runtime checkpoint dir>/mlrepro-<project>`; False disables
             checkpoints and resume.
-        checkpoint_every: `"epoch"` or every N epochs.
+        checkpoint_every: `"epoch"` (default) or an int N: at every N-th epoch end;
+            `"N steps"`: after every N optimizer steps; a duration (`"30s"`, `"10min"`,
+            `"1h"`): at the first step boundary after that much time since the last
+            checkpoint. A restart continues at the checkpoint's batch when the input
+            order allows it (`resume.granularity`), else at its epoch's start.
+        preemption_timeout: on SIGTERM (spot and stop, eviction, `timeout`) a checkpoint
+            is written at the next step boundary if one comes within this many seconds
+            (a number or `"30s"`; default 30, `$MLREPRO_PREEMPTION_TIMEOUT` overrides);
+            then the run ends `preempted` and the process exits as the signal asks.
         keep_checkpoints: how many checkpoints to keep on disk (all are in the store).
         export: formats written at the end, from `("keras", "saved_model")`; False: none.
         tensorboard: write TensorBoard scalars and hparams under the run (local stores).
@@ -131,7 +143,8 @@ class ReproCallback(_Base):
                  checkpoint_every: "str | int" = CHECKPOINT_EVERY_EPOCH,
                  keep_checkpoints: int = 2,
                  export: "Iterable[str] | bool | None" = _export.FORMATS,
-                 tensorboard: bool = True, resume: str = _resume.AUTO):
+                 tensorboard: bool = True, resume: str = _resume.AUTO,
+                 preemption_timeout: "float | str" = _cadence.DEFAULT_PREEMPTION_TIMEOUT):
         super().__init__()
         self._supports_tf_logs = True  # tf_keras: tensors on batch hooks, read every N steps
         _arguments.validate(project, seed, log_every_n_steps, checkpoint, checkpoint_every,
@@ -143,8 +156,12 @@ class ReproCallback(_Base):
         self._tags = dict(tags or {})
         self._every = int(log_every_n_steps)
         self._checkpoint_arg = checkpoint
-        self._checkpoint_every = 1 if checkpoint_every == CHECKPOINT_EVERY_EPOCH \
-            else int(checkpoint_every)
+        self._cadence = _cadence.parse_every(checkpoint_every)
+        self._checkpoint_every = self._cadence.epochs   # None: steps or a duration
+        override = _env.PREEMPTION_TIMEOUT.get()
+        self.preemption_timeout = _cadence.parse_duration(
+            override, _env.PREEMPTION_TIMEOUT.name) if override is not None else \
+            _cadence.parse_duration(preemption_timeout, "preemption_timeout")
         self._keep = int(keep_checkpoints)
         self._formats = _arguments.export_formats(export)
         self._tensorboard = bool(tensorboard)
@@ -179,6 +196,15 @@ class ReproCallback(_Base):
         self._failures: dict[str, int] = {}
         self._resume = _resumestate.ResumeState()
         self._pending_checkpoint: tuple | None = None   # (epoch, step, random state)
+        self._due = NEVER                 # global step at which the step hook acts
+        self._last_ckpt_step: int | None = None
+        self._clock = None                # a duration cadence's timer
+        self._why_not_step: str | None = "checkpoints are off"
+        self._train_pipe = None
+        self._epoch_iterator = None
+        self._skip: tuple | None = None   # (epoch, batches) the resumed epoch skips
+        self._metric_arrays: dict | None = None
+        self._taking_sigterm = False
 
     # -- Keras hooks --------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
@@ -198,8 +224,23 @@ class ReproCallback(_Base):
                               lambda: self._resume.begin_epoch(self.run, self.model, epoch))
         self._epoch = epoch
         self._batch = -1
+        if self._skip is not None:
+            skip, self._skip = self._skip, None
+            if skip[0] == epoch:
+                self._stage_epoch("skip trained batches", lambda: self._skip_batches(*skip))
         self._t_train_end = None
         self._t_epoch = time.perf_counter()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        # Called on the main thread, between two steps (Keras 3 dispatches only the
+        # batch-end hooks on its callback thread): the weights are those of a real
+        # step boundary. All but the steps that save pass one integer test.
+        if self._step0 + batch < self._due:
+            return
+        try:
+            self._at_step_boundary(batch)
+        except Exception as exc:  # noqa: BLE001
+            self._hook_failed("on_train_batch_begin", exc)
 
     def on_train_batch_end(self, batch, logs=None):
         try:
@@ -239,7 +280,8 @@ class ReproCallback(_Base):
 
     # -- tf_keras protocol (when the base class is Keras 3's) -------------------------------
     def _implements_train_batch_hooks(self) -> bool:
-        return not getattr(self.on_train_batch_end, "_is_default", False)
+        return self._checkpoint_arg is not False or \
+            not getattr(self.on_train_batch_end, "_is_default", False)
 
     def _implements_test_batch_hooks(self) -> bool:
         return False
@@ -249,6 +291,7 @@ class ReproCallback(_Base):
 
     # -- begin --------------------------------------------------------------------------------
     def _begin(self) -> None:
+        self._stop_step_checkpoints()   # a fit before this one that raised
         self._reset()
         self.run = None
         model = self.model
@@ -310,6 +353,8 @@ class ReproCallback(_Base):
                 self._stage("run file", lambda: self._write_runfile(_runfile.RUNNING))
             self._stage("optimizer build", lambda: _flavour.build_optimizer(model))
             self._stage("random state", lambda: self._resume.prepare(model, fit))
+            self._why_not_step = "the granularity check failed"
+            self._stage("granularity", lambda: self._judge_steps(model, fit))
             if resumable:
                 restored = self._stage("restore", lambda: self._restore(model))
         initial = (restored or {}).get("next_epoch", int(fit.arguments.get("initial_epoch") or 0))
@@ -320,6 +365,8 @@ class ReproCallback(_Base):
         self._examples_per_epoch = _fitargs.examples_per_epoch(fit, self.params.get("steps"))
         if self._tensorboard and self._writes:
             self._stage("tensorboard", lambda: self._open_tensorboard(auto))
+        if self._ckpt_dir is not None:
+            self._stage("step checkpoints", self._start_step_checkpoints)
 
     def _note_decision(self, decision: _resume.Decision) -> None:
         if decision.forced:
@@ -355,7 +402,9 @@ class ReproCallback(_Base):
                        status=status, latest=latest or current.get("latest"))
 
     def _restore(self, model: Any) -> dict | None:
-        path = _ckpt.latest(self._ckpt_dir)
+        newest = _ckpt.latest(self._ckpt_dir)
+        path = newest if self._why_not_step is None else _ckpt.latest(self._ckpt_dir,
+                                                                        epoch_end=True)
         if path is None:
             return None
         try:
@@ -365,14 +414,23 @@ class ReproCallback(_Base):
                 f"checkpoint {path} does not fit this model ({exc}); training starts afresh"))
             return None
         epoch = int(meta["epoch"])
+        batch = int(meta.get("batch") or 0)
+        step = int(meta["global_step"])
         _flavour.set_initial_epoch(model, epoch + 1)
-        self._step0 = int(meta["global_step"])
-        self._last_epoch = epoch  # a restart after the last epoch still exports
+        self._step0 = step - batch        # the global step at the start of the epoch
+        self._last_ckpt_step = step
+        if epoch >= 0:
+            self._last_epoch = epoch  # a restart after the last epoch still exports
+        if batch:
+            self._skip = (epoch + 1, batch)
+            self._metric_arrays = meta.get("metric_arrays") or {}
+        reached = self._furthest_step(newest)
         restored = {"checkpoint": os.path.basename(path), "epoch": epoch,
-                    "next_epoch": epoch + 1, "global_step": self._step0,
+                    "next_epoch": epoch + 1, "batch": batch, "global_step": step,
                     "weights_digest": meta.get("weights_digest"),
                     "from_run": meta.get("run_id"), "attempt": self.run.attempt,
-                    "verified": meta.get("verified")}
+                    "verified": meta.get("verified"),
+                    "lost_steps": max(0, reached - step) if reached is not None else None}
         self._resume.pending = dict(meta, path=path)
         self.run.event("restored", **restored)
         return restored
@@ -420,6 +478,158 @@ class ReproCallback(_Base):
             fh.write(text)
         self.run.log_artifact(path, name=name)
 
+    def _judge_steps(self, model: Any, fit: _fitargs.FitCall) -> None:
+        """Sets why a restart could not continue at a checkpoint's batch (None: it can)."""
+        self._epoch_iterator = fit.epoch_iterator
+        if _pipeline.is_dataset(fit.x):
+            self._train_pipe = _pipeline.analyze(fit.x)
+        facts = _facts.gather(model, fit, {"train": self._train_pipe}, self._seed_record,
+                              scan=self._resume.scan, callbacks=self._resume.callbacks,
+                              pipeline_state=len(self._resume.pipeline_variables))
+        spe = getattr(model, "steps_per_execution", 1)
+        try:
+            spe = int(spe if not hasattr(spe, "numpy") else spe.numpy())
+        except Exception:  # noqa: BLE001
+            spe = 1
+        self._why_not_step = _steps.why_not_step(facts, spe, fit.epoch_iterator)
+
+    def _furthest_step(self, newest: str | None) -> int | None:
+        """The furthest global step the interrupted attempts are known to have trained:
+        the newest checkpoint's, or their last metric point's, whichever is later."""
+        reached = None
+        if newest is not None:
+            try:
+                reached = int(_ckpt.read_meta(newest)["global_step"])
+            except Exception:  # noqa: BLE001
+                reached = None
+        try:
+            points = self.run.store.read_points(self.run.id)
+            last = max((s[-1] for s in (points.steps(n) for n in points.names()) if s),
+                       default=None)
+            if last is not None and (reached is None or last > reached):
+                reached = int(last)
+        except Exception:  # noqa: BLE001 - a store that cannot read points back
+            pass
+        return reached
+
+    # -- step checkpoints and SIGTERM -----------------------------------------------------------
+    def _start_step_checkpoints(self) -> None:
+        if self._ckpt_dir is None or not (self._writes or self._reads_along):
+            return
+        if self._cadence.steps is not None:
+            n = self._cadence.steps
+            self._due = (self._step0 // n + 1) * n
+        elif self._cadence.seconds is not None:
+            if _multi_worker(self.model):
+                self.run.warn(f"checkpoint_every={self._cadence.describe()!r}: workers of "
+                              "MultiWorkerMirroredStrategy cannot agree on a wall-clock "
+                              "moment, so this run checkpoints at epoch ends: use a number "
+                              "of steps")
+                self._checkpoint_every = 1
+            else:
+                self._restart_clock()
+        if not _multi_worker(self.model):   # workers would save at different steps
+            _lifecycle.take_sigterm(self)
+            self._taking_sigterm = True
+
+    def _stop_step_checkpoints(self) -> None:
+        self._due = NEVER
+        if self._clock is not None:
+            self._clock.cancel()
+            self._clock = None
+        if self._taking_sigterm:
+            _lifecycle.release_sigterm(self)
+            self._taking_sigterm = False
+
+    def _restart_clock(self) -> None:
+        """A duration cadence: the step hook acts at the first step after `seconds`."""
+        if self._cadence.seconds is None or self._train_ended:
+            return
+        if self._clock is not None:
+            self._clock.cancel()
+        import threading
+
+        self._clock = threading.Timer(self._cadence.seconds, self._make_due)
+        self._clock.daemon = True
+        self._clock.start()
+
+    def _make_due(self) -> None:
+        self._due = 0
+
+    def request(self) -> None:
+        """lifecycle: SIGTERM came (main thread); save at the next step boundary."""
+        self._due = 0
+
+    def _at_step_boundary(self, batch: int) -> None:
+        step = self._step0 + batch
+        if _sigterm_waiting():
+            self._preempt_at(batch)
+            return
+        if self._cadence.steps is not None:
+            n = self._cadence.steps
+            self._due = (step // n + 1) * n
+        else:
+            self._due = NEVER
+        if step == self._last_ckpt_step:
+            self._restart_clock()
+            return
+        self._save_at_step(batch, step)
+
+    def _save_at_step(self, batch: int, step: int) -> str | None:
+        state = self._resume.read_state(self.model)
+        if self._writes:
+            return self._save_checkpoint(self._epoch - 1, step, state, batch=batch)
+        if self._reads_along:   # an MWMS worker: the chief's reads, into scratch
+            _in_scratch(lambda d: _ckpt.save(
+                self.model, d, epoch=self._epoch - 1, global_step=step, extra={},
+                batch=batch, extra_arrays=_steps.metric_arrays(self.model),
+                **self._resume.checkpoint_extras(state)))
+            self._last_ckpt_step = step
+        return None
+
+    def _preempt_at(self, batch: int | None) -> None:
+        """Save the state of this step boundary (or of the train end, `batch` None), record
+        it, end the run as preempted and exit as SIGTERM asks."""
+        if not _lifecycle.start_saving():
+            return   # the deadline came first and ended the run
+        t0 = time.monotonic()
+        name, error = None, None
+        step = self._step0 + (batch or 0)
+        try:
+            if self._writes and self._ckpt_dir is not None:
+                if step == self._last_ckpt_step:
+                    name = os.path.basename(_ckpt.latest(self._ckpt_dir) or "") or None
+                elif batch is None:
+                    name = self._save_checkpoint(self._last_epoch if self._last_epoch
+                                                 is not None else -1, step,
+                                                 self._resume.read_state(self.model))
+                else:
+                    name = self._save_at_step(batch, step)
+        except Exception as exc:  # noqa: BLE001 - then the record says nothing was saved
+            error = repr(exc)
+            self._hook_failed("preemption checkpoint", exc)
+        note = {"checkpoint": name, "step": step, "epoch": self._epoch,
+                "batch": batch, "save_seconds": round(time.monotonic() - t0, 3)}
+        if error:
+            note["reason"] = f"the checkpoint failed: {error}"[:500]
+        try:
+            self.run.event("preemption_checkpoint", **note)
+        except Exception:  # noqa: BLE001
+            pass
+        self._stop_step_checkpoints()
+        _lifecycle.end_preempted(**note)    # ends every run; the process exits as asked
+
+    def _skip_batches(self, epoch: int, count: int) -> None:
+        _steps.skip_batches(self._epoch_iterator, count)
+        arrays, self._metric_arrays = self._metric_arrays, None
+        restored = _steps.restore_metrics(self.model, arrays or {})
+        current = dict((self.run.section(RESUME_SECTION) or {}).get("restored") or {})
+        current.update(skipped_batches=count, metrics_restored=restored)
+        if not restored:
+            current["metrics_note"] = (f"epoch {epoch}'s epoch-level metrics cover only the "
+                                       f"batches after batch {count}")
+        self.run.update_section(RESUME_SECTION, restored=current)
+
     def _record_data(self, fit: _fitargs.FitCall) -> dict:
         pipes = {}
         inputs = {"train": (fit.x, fit.y, fit.sample_weight)}
@@ -433,7 +643,8 @@ class ReproCallback(_Base):
         if not fit.found:
             return pipes
         for role, (x, y, sw) in inputs.items():
-            pipe = _pipeline.analyze(x) if _pipeline.is_dataset(x) else None
+            pipe = self._train_pipe if role == "train" and self._train_pipe is not None \
+                else _pipeline.analyze(x) if _pipeline.is_dataset(x) else None
             pipes[role] = pipe
             self.run.log_data(role, _datafp.fingerprint(x, y, sw, role=role, pipe=pipe))
         return pipes
@@ -445,8 +656,23 @@ class ReproCallback(_Base):
                               pipeline_state=len(self._resume.pipeline_variables))
         verdict = _exactness.judge(facts)
         verdict.update(checkpoint_dir=self._ckpt_dir,
-                       checkpoint_every=self._checkpoint_every if self._ckpt_dir else None,
+                       checkpoint_every=self._cadence.describe() if self._ckpt_dir else None,
                        restored=restored, attempt=self.run.attempt)
+        if self._ckpt_dir is not None:
+            verdict["granularity"] = _steps.STEP if self._why_not_step is None else _steps.EPOCH
+            if self._why_not_step is not None:
+                verdict["why_not_step"] = self._why_not_step
+            if self._why_not_step is None:
+                verdict["notes"] = [n for n in verdict["notes"]
+                                    if n != _exactness.NOTE_EPOCH_BOUNDARY] + [
+                    "resume restores the newest checkpoint (an epoch-end checkpoint, or a step "
+                    "checkpoint: checkpoint_every in steps or a duration, or at SIGTERM) and "
+                    "skips the batches its epoch already trained, drawn in the same order"]
+        if restored:
+            verdict["lost_steps"] = restored.get("lost_steps")
+            self.run.note_attempt(restored_step=restored.get("global_step"),
+                                  lost_steps=restored.get("lost_steps"),
+                                  granularity=verdict.get("granularity"))
         if self._ckpt_dir is None:
             verdict["reasons"] = list(verdict["reasons"]) + ["checkpoints are off"]
             verdict["exact"] = False
@@ -498,15 +724,18 @@ class ReproCallback(_Base):
             # Encoded and written on the run's writer thread, not in the training loop.
             tb = self._tb_writer
             run.after_writes(lambda: tb.scalars(points))
-        if self._ckpt_dir is not None and self._writes and \
-                (epoch + 1) % self._checkpoint_every == 0:
+        at_end = self._checkpoint_every is not None and \
+            (epoch + 1) % self._checkpoint_every == 0
+        # Step and duration cadences write epoch-end checkpoints too when a restart
+        # cannot start mid-epoch: they are what it restores.
+        at_end = at_end or (self._checkpoint_every is None and self._why_not_step is not None)
+        if self._ckpt_dir is not None and self._writes and at_end:
             # Written when every callback's on_epoch_end has run (ours runs first, before
             # EarlyStopping counts or ReduceLROnPlateau lowers the rate): at the next
             # on_epoch_begin or at the end. Random state is read now, before tf_keras makes
             # the next epoch's iterator. A worker reading along does the same reads.
             self._pending_checkpoint = (epoch, step, self._resume.read_state(self.model))
-        elif self._ckpt_dir is not None and self._reads_along and \
-                (epoch + 1) % self._checkpoint_every == 0:
+        elif self._ckpt_dir is not None and self._reads_along and at_end:
             self._pending_checkpoint = (epoch, step, self._resume.read_state(self.model))
         _order.set_epoch(epoch + 1)
         run.write_soon()
@@ -519,6 +748,8 @@ class ReproCallback(_Base):
 
     def _write_pending_checkpoint(self) -> None:
         pending, self._pending_checkpoint = self._pending_checkpoint, None
+        if pending is not None and self._writes and pending[1] == self._last_ckpt_step:
+            return   # a step checkpoint at this very step was written already
         if pending is not None and self._writes:
             self._stage_epoch("checkpoint", lambda: self._save_checkpoint(*pending))
         elif pending is not None:   # an MWMS worker: the chief's reads, into scratch
@@ -527,28 +758,40 @@ class ReproCallback(_Base):
                 self.model, d, epoch=epoch, global_step=step, extra={},
                 **self._resume.checkpoint_extras(state_arrays))))
 
-    def _save_checkpoint(self, epoch: int, step: int, state_arrays: list) -> None:
+    def _save_checkpoint(self, epoch: int, step: int, state_arrays: list,
+                         batch: int | None = None) -> str:
+        """An epoch-end checkpoint, or (with `batch`) one `batch` batches into epoch+1."""
         run = self.run
+        mid = {} if batch is None else {"batch": batch,
+                                        "extra_arrays": _steps.metric_arrays(self.model)}
         path = _ckpt.save(self.model, self._ckpt_dir, epoch=epoch, global_step=step,
                           extra={"run_id": run.id, "attempt": run.attempt,
                                  "project": self.project},
-                          **self._resume.checkpoint_extras(state_arrays))
-        self._resume.check(run, self.model, f"epoch {epoch}")
-        run.log_artifact(path, name=f"checkpoints/epoch-{epoch + 1:05d}",
-                         meta={"epoch": epoch, "global_step": step})
-        self._write_runfile(_runfile.RUNNING, latest=os.path.basename(path))
+                          **mid, **self._resume.checkpoint_extras(state_arrays))
+        self._last_ckpt_step = step
+        where = f"epoch {epoch}" if batch is None else f"step {step}"
+        self._resume.check(run, self.model, where)
+        name = os.path.basename(path)
+        run.log_artifact(path, name="checkpoints/" + name[len("ckpt-"):],
+                         meta={"epoch": epoch, "global_step": step, "batch": batch or 0})
+        self._write_runfile(_runfile.RUNNING, latest=name)
         directory, keep = self._ckpt_dir, self._keep
         run.after_writes(lambda: _ckpt.prune(directory, keep))
+        self._restart_clock()
+        return name
 
     # -- end -------------------------------------------------------------------------------------
     def _end(self) -> None:
         self._train_ended = True
         if self._finalizer is not None:
             self._finalizer.detach()
+        self._stop_step_checkpoints()
         run = self.run
         if run is None:
             return
         self._write_pending_checkpoint()
+        if _sigterm_waiting():   # fit ended before another step: its end is the boundary
+            self._stage_end("preemption checkpoint", lambda: self._preempt_at(None))
         if self._no_exports:
             pass
         elif self._writes and self._formats and self._last_epoch is not None:
@@ -655,6 +898,7 @@ def _fit_gone(ref) -> None:
     self = ref()
     if self is None or self._train_ended or not self._owns_run or self.run is None:
         return
+    self._stop_step_checkpoints()
     exc = sys.exc_info()[1]  # set when fit's frames die inside an except block
     status = "killed" if isinstance(exc, KeyboardInterrupt) else "failed"
     detail = (f"{type(exc).__name__}: {exc}" if exc is not None else
@@ -666,6 +910,11 @@ def _fit_gone(ref) -> None:
         self.run.finish(status, error=f"model.fit raised before on_train_end ({detail})")
     except Exception:  # noqa: BLE001
         pass
+
+
+def _sigterm_waiting() -> bool:
+    pending = _lifecycle.deferred()
+    return pending is not None and pending.state == "requested"
 
 
 def _multi_worker(model: Any) -> bool:

@@ -8,6 +8,11 @@ order, so restoring needs no Keras saving format: it works the same for Keras 3
 on any backend and for tf_keras, and includes what `model.save` leaves out (the
 Dropout seed-generator states). A directory appears complete or not at all
 (written aside, then renamed).
+
+A checkpoint taken inside an epoch (`checkpoint_every` in steps or a duration, or
+at a SIGTERM) is `ckpt-epoch-NNNNN-batch-BBBBBB/`: NNNNN epochs complete and BBBBBB
+batches of the next one trained; its `state.json` says `batch` and it also holds
+the metric trackers (`metrics|...` arrays). Names sort in training order.
 """
 
 from __future__ import annotations
@@ -34,9 +39,18 @@ class CheckpointMismatch(Exception):
     """The checkpoint's variables do not fit this model (a different architecture)."""
 
 
-def name(epoch: int) -> str:
-    """Directory name of the checkpoint taken after `epoch` (0-based) completed."""
-    return f"{PREFIX}{epoch + 1:05d}"
+def name(epoch: int, batch: int | None = None) -> str:
+    """Directory name of the checkpoint taken after `epoch` (0-based, -1: none) completed
+    and, for one taken at a step boundary, `batch` batches of the next epoch trained."""
+    base = f"{PREFIX}{epoch + 1:05d}"
+    return base if batch is None else f"{base}{BATCH_INFIX}{batch:06d}"
+
+
+BATCH_INFIX = "-batch-"
+
+
+def is_epoch_end(path: str) -> bool:
+    return BATCH_INFIX not in os.path.basename(path)
 
 
 def variables(model: Any, state: "list | tuple" = ()) -> list[tuple[str, str, Any]]:
@@ -108,7 +122,8 @@ def weights_digest(model: Any) -> str:
 
 def save(model: Any, directory: str, *, epoch: int, global_step: int, extra: dict,
          state: "list | tuple" = (), state_arrays: "list | None" = None,
-         callbacks: "tuple[dict, dict] | None" = None) -> str:
+         callbacks: "tuple[dict, dict] | None" = None, batch: int | None = None,
+         extra_arrays: "dict | None" = None) -> str:
     """Write the checkpoint taken after `epoch`; returns its directory.
 
     `state_arrays`, when given, are the values of the `state` variables read earlier
@@ -120,8 +135,8 @@ def save(model: Any, directory: str, *, epoch: int, global_step: int, extra: dic
     import numpy as np
 
     make_own_dir(directory)   # with a .gitignore of `*`: checkpoints are never code
-    final = os.path.join(directory, name(epoch))
-    tmp = tempfile.mkdtemp(prefix=".tmp-" + name(epoch) + "-", dir=directory)
+    final = os.path.join(directory, name(epoch, batch))
+    tmp = tempfile.mkdtemp(prefix=".tmp-" + name(epoch, batch) + "-", dir=directory)
     try:
         arrays = {}
         listing = []
@@ -134,10 +149,12 @@ def save(model: Any, directory: str, *, epoch: int, global_step: int, extra: dic
         digest = state_digest(list(arrays.values()))
         cb_values, cb_arrays = callbacks or ({}, {})
         arrays.update(cb_arrays)
+        arrays.update(extra_arrays or {})
         np_state = np.random.get_state()
         arrays["numpy_random_keys"] = np.asarray(np_state[1])
         meta = {
             "format": FORMAT, "epoch": int(epoch), "global_step": int(global_step),
+            "batch": int(batch or 0),
             "created": time.time(), "variables": listing,
             "weights_digest": weights_digest(model), "state_digest": digest,
             "callbacks": cb_values, "callbacks_digest": cbstate.digest(cb_values, cb_arrays),
@@ -178,8 +195,9 @@ def completed(directory: str) -> list[str]:
     return [os.path.join(directory, n) for n in names]
 
 
-def latest(directory: str) -> str | None:
-    found = completed(directory)
+def latest(directory: str, epoch_end: bool = False) -> str | None:
+    """The newest checkpoint (with `epoch_end`: the newest taken at an epoch end)."""
+    found = [p for p in completed(directory) if not epoch_end or is_epoch_end(p)]
     return found[-1] if found else None
 
 
@@ -206,6 +224,7 @@ def restore(model: Any, path: str, state: "list | tuple" = ()) -> dict:
         arrays = [data[f"v{i:05d}"] for i in range(len(listing))]
         keys = data["numpy_random_keys"] if "numpy_random_keys" in data.files else None
         meta["callback_arrays"] = {k: data[k] for k in data.files if k.startswith("cb|")}
+        meta["metric_arrays"] = {k: data[k] for k in data.files if k.startswith("metrics|")}
     problems = _mismatches(targets, listing, arrays)
     if problems:
         raise CheckpointMismatch("; ".join(problems[:3]))
@@ -241,9 +260,13 @@ def _mismatches(targets: list, listing: list, arrays: list) -> list[str]:
 
 
 def prune(directory: str, keep: int) -> list[str]:
-    """Delete all but the newest `keep` checkpoints; returns the deleted paths."""
+    """Delete all but the newest `keep` checkpoints and the newest one taken at an epoch
+    end (what a resume that cannot start mid-epoch restores); returns the deleted paths."""
     found = completed(directory)
     doomed = found[:-keep] if keep > 0 else found
+    ends = [p for p in found if is_epoch_end(p)]
+    if ends:
+        doomed = [p for p in doomed if p != ends[-1]]
     for p in doomed:
         shutil.rmtree(p, ignore_errors=True)
     return doomed

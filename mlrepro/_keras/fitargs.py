@@ -31,6 +31,7 @@ class FitCall:
     validation: Any = None          # (x, y, sample_weight) or a dataset, or None
     class_weight: Any = None
     callback_list: Any = None       # the CallbackList object fit made (lives as long as fit)
+    epoch_iterator: Any = None      # Keras 3: the EpochIterator fit loops over
 
 
 def find(model: Any, start=None) -> FitCall:
@@ -65,7 +66,8 @@ def _from_locals(local: dict) -> FitCall:
         callbacks = None
     return FitCall(found=True, arguments=args, x=local.get("x"), y=local.get("y"),
                    sample_weight=sample_weight, validation=validation,
-                   class_weight=class_weight, callback_list=callbacks)
+                   class_weight=class_weight, callback_list=callbacks,
+                   epoch_iterator=local.get("epoch_iterator"))
 
 
 def describe_type(value: Any) -> str:

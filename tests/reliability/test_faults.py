@@ -89,7 +89,7 @@ def test_sigkill_at_random_moments_of_fit_keeps_every_flushed_point(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_during_fit_records_killed_with_every_point_so_far(tmp_path):
+def test_sigterm_during_fit_records_preempted_with_every_point_so_far(tmp_path):
     store = str(tmp_path / "store")
     proc, lines, reader = _start(store)
     deadline = time.time() + 60
@@ -99,7 +99,7 @@ def test_sigterm_during_fit_records_killed_with_every_point_so_far(tmp_path):
     assert proc.wait(60) == -signal.SIGTERM
     reader.join(5)
     manifest, s = _check_record(store, lines)
-    assert manifest["status"] == "killed" and "SIGTERM" in manifest["error"]
+    assert manifest["status"] == "preempted" and "SIGTERM" in manifest["error"]
 
 
 @pytest.mark.slow

@@ -6,19 +6,24 @@ MATRIX_FLAVOUR=tf_keras), then reads one JSON argument list per line on stdin an
 forks a fresh child per line that trains one run (nothing TensorFlow-related ran
 in the server before the fork, so every child starts as a fresh process would).
 It answers `PID <pid>` per line. The child writes its log to --log and, when it
-ends, its exit code to `<log>.rc`.
+ends, its exit code to `<log>.rc`; the server reaps every child and writes its
+exit status (negative: the signal that ended it) to `<log>.exit`.
 
 A child's arguments: CASE --mode bare|callback --out weights.bin [--store S
 --checkpoint C] [--kill-at EPOCH:BATCH --marker FILE]. Each case is code shaped
 like users' code (the TF tutorial augmentation, keras-io callbacks), tiny so the
 matrix runs in minutes. `bare` trains with the same seeds and no ReproCallback
 (the recorder must not change training); `callback` adds it. With --kill-at the
-child writes the marker at that batch and waits for the test's SIGKILL.
+child writes the marker at that batch and waits for the test's SIGKILL; with
+--sigterm-at EPOCH:BATCH it sends itself SIGTERM as that batch begins (the
+preemption notice), and --every / --log-every set checkpoint_every and
+log_every_n_steps.
 """
 
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -44,6 +49,11 @@ parser.add_argument("--store")
 parser.add_argument("--checkpoint")
 parser.add_argument("--kill-at")
 parser.add_argument("--marker")
+parser.add_argument("--sigterm-at")
+parser.add_argument("--every", default="epoch")
+parser.add_argument("--log-every", type=int, default=4)
+parser.add_argument("--step-sleep", type=float, default=0.0)
+parser.add_argument("--keep", type=int, default=2)
 
 
 def train(argv):
@@ -56,7 +66,9 @@ def train(argv):
     if args.mode == "callback":
         callback = mlrepro.keras.ReproCallback(
             project="matrix", store=args.store, seed=SEED, deterministic=True,
-            log_every_n_steps=4, checkpoint=args.checkpoint, export=False, tensorboard=False)
+            log_every_n_steps=args.log_every, checkpoint=args.checkpoint, export=False,
+            tensorboard=False, keep_checkpoints=args.keep,
+            checkpoint_every=int(args.every) if args.every.isdigit() else args.every)
     else:
         apply_seed(SEED, True)
 
@@ -126,8 +138,10 @@ def train(argv):
         fit["x"] = fixed.map(lambda a, b: (tf.image.random_flip_left_right(a), b)).batch(BATCH)
     elif case == "numpy_validation_split":
         fit.update(x=x, y=y, batch_size=BATCH, validation_split=0.25)
+    elif case == "deterministic_dataset":   # mlrepro's own seeded order
+        fit["x"] = mlrepro.keras.deterministic_dataset(x, y, batch_size=BATCH, seed=5)
     elif case in ("layer_random_normal", "layer_generator", "preprocessing_in_model",
-                  "lr_schedule", "two_kills"):
+                  "lr_schedule", "two_kills", "numpy"):
         fit.update(x=x, y=y, batch_size=BATCH)
     elif case == "early_stopping":     # stops when patience runs out: 3 epochs, not 4
         fit.update(x=x, y=y, batch_size=BATCH)
@@ -171,7 +185,24 @@ def train(argv):
                 while True:
                     time.sleep(1)
 
+    class Preemption(keras.callbacks.Callback):
+        """SIGTERM to this process as a given batch begins (Keras keeps async dispatch:
+        this callback has no batch-end hook)."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            KILL["epoch"] = epoch
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if args.step_sleep:
+                time.sleep(args.step_sleep)
+            if args.sigterm_at and (KILL.get("epoch"), batch) == KILL["term"]:
+                os.kill(os.getpid(), signal.SIGTERM)
+
     callbacks = ([callback] if callback else []) + extra_callbacks
+    if args.sigterm_at or args.step_sleep:
+        if args.sigterm_at:
+            KILL["term"] = tuple(int(v) for v in args.sigterm_at.split(":"))
+        callbacks.append(Preemption())
     if args.kill_at:
         KILL["at"] = tuple(int(v) for v in args.kill_at.split(":"))
         callbacks.append(KillSwitch())
@@ -184,10 +215,29 @@ def train(argv):
 
 
 def serve():
+    logs = {}
+
+    def reap(signum, frame):
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            log = logs.pop(pid, None)
+            if log is not None:
+                with open(log + ".exit", "w") as fh:
+                    fh.write(str(os.waitstatus_to_exitcode(status)))
+
+    signal.signal(signal.SIGCHLD, reap)
     for line in sys.stdin:
         job = json.loads(line)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})   # reap after logs[pid]
         pid = os.fork()
         if pid == 0:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
             rc = 1
             try:
                 fd = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -203,6 +253,8 @@ def serve():
                 with open(job["log"] + ".rc", "w") as fh:
                     fh.write(str(rc))
                 os._exit(rc)
+        logs[pid] = job["log"]
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
         print("PID", pid, flush=True)
 
 
