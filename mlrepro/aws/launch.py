@@ -392,6 +392,39 @@ def launch(spec: JobSpec, *, dry_run: bool = False, wait: bool = False,
                         shipped=shipped)
 
 
+def interruption_plan(request: dict) -> list[str]:
+    """What happens when a spot job built from `request` is interrupted, in a few lines.
+
+    Empty for an on-demand job. Read from the request itself (its checkpoint location
+    and wait time), so `--dry-run` says what the job would really do.
+
+    Example:
+        >>> interruption_plan({"EnableManagedSpotTraining": True,
+        ...                    "CheckpointConfig": {"S3Uri": "s3://b/ck", "LocalPath": "/opt/ml/checkpoints"},
+        ...                    "StoppingCondition": {"MaxWaitTimeInSeconds": 7200}})[0][:46]
+        'SageMaker sends SIGTERM, then starts the job a'
+    """
+    if not request.get("EnableManagedSpotTraining"):
+        return []
+    checkpoint = request.get("CheckpointConfig") or {}
+    local = checkpoint.get("LocalPath") or CHECKPOINT_LOCAL_PATH
+    wait = (request.get("StoppingCondition") or {}).get("MaxWaitTimeInSeconds")
+    within = f" (the job may take {wait} s in all, waiting included)" if wait else ""
+    return [
+        "SageMaker sends SIGTERM, then starts the job again when capacity returns, with "
+        f"{local} restored from {checkpoint.get('S3Uri') or 'the job checkpoint prefix'}"
+        + within,
+        f"the run lives in {local}/mlrepro-runs beside the script's checkpoints; "
+        f"{env.SPOT.name}=1 makes the signal a preemption: ReproCallback writes a checkpoint "
+        f"at the next step (within ${env.PREEMPTION_TIMEOUT.name}, default 30 s; SageMaker "
+        "allows 120 s) and ends the attempt as `preempted`",
+        "the restarted job continues the same run from that step as its next attempt; if the "
+        "signal never reaches the script it continues from the last periodic checkpoint "
+        "(ReproCallback's checkpoint_every: a number of steps or a duration such as \"10min\" "
+        "bounds the work lost)",
+    ]
+
+
 def _remote_bucket(remote: str | None) -> str | None:
     if not remote:
         return None
