@@ -457,3 +457,27 @@ def test_two_workers_train_together_with_tf_keras_into_one_run(tmp_path, binary_
     assert m["auto_params"]["keras"]["flavour"] == "tf_keras"
     assert m["workers"]["consistent"] is True and m["workers"]["replicas"] == 2
     assert not os.path.exists(tmp_path / "store1" / "runs" / ids[0])
+
+
+@pytest.mark.slow
+def test_spot_demo_interrupts_twice_and_the_run_continues_at_each_step(tmp_path):
+    """What docs/s3-sagemaker.md shows: one run, three attempts, resumed mid-epoch twice."""
+    from mlrepro.store.local import LocalStore
+
+    store = tmp_path / "runs"
+    proc = subprocess.run([sys.executable, os.path.join(EXAMPLE, "spot_demo.py"), "--store",
+                           str(store)], env=child_env(), capture_output=True, text=True,
+                          timeout=900, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_id,) = LocalStore(str(store)).run_ids()
+    m = LocalStore(str(store)).read_manifest(run_id)
+    attempts = m["attempts"]
+    assert [a["status"] for a in attempts] == ["preempted", "preempted", "finished"]
+    saved = [a["preemption"]["step"] for a in attempts[:2]]
+    assert [a.get("restored_step") for a in attempts[1:]] == saved
+    assert all(step % 12 for step in saved)            # mid-epoch, not at a boundary
+    assert [a.get("lost_steps") for a in attempts[1:]] == [0, 0]
+    steps = LocalStore(str(store)).read_points(run_id).steps("batch/loss")
+    assert steps == list(range(1, 37))                 # every step once
+    assert f"run         {run_id}" in proc.stdout and "attempts    3" in proc.stdout
+    assert "  1  preempted  resumed at step" in proc.stdout
