@@ -211,7 +211,8 @@ def test_a_spot_dry_run_says_what_an_interruption_does_and_on_demand_says_nothin
     assert len(plan) == 3, err
     assert "SIGTERM" in plan[0] and "/opt/ml/checkpoints restored from s3://b-1/ck/" in plan[0]
     assert "7200 s in all" in plan[0]                  # max-wait: twice max-run
-    assert "MLREPRO_SPOT=1" in plan[1] and "next step" in plan[1] and "preempted" in plan[1]
+    assert "/opt/ml/checkpoints/mlrepro-runs" in plan[1] and "next step" in plan[1]
+    assert "MLREPRO_PREEMPTION_TIMEOUT" in plan[1] and "preempted" in plan[1]
     assert "same run" in plan[2] and "checkpoint_every" in plan[2]
     assert main(args) == 0
     assert "spot interruption" not in capsys.readouterr().err

@@ -414,10 +414,10 @@ def interruption_plan(request: dict) -> list[str]:
         "SageMaker sends SIGTERM, then starts the job again when capacity returns, with "
         f"{local} restored from {checkpoint.get('S3Uri') or 'the job checkpoint prefix'}"
         + within,
-        f"the run lives in {local}/mlrepro-runs beside the script's checkpoints; "
-        f"{env.SPOT.name}=1 makes the signal a preemption: ReproCallback writes a checkpoint "
-        f"at the next step (within ${env.PREEMPTION_TIMEOUT.name}, default 30 s; SageMaker "
-        "allows 120 s) and ends the attempt as `preempted`",
+        f"the run lives in {local}/mlrepro-runs beside the script's checkpoints; at the "
+        "signal ReproCallback writes a checkpoint at the next step (within "
+        f"${env.PREEMPTION_TIMEOUT.name}, default 30 s; SageMaker allows 120 s) and ends the "
+        "attempt as `preempted`",
         "the restarted job continues the same run from that step as its next attempt; if the "
         "signal never reaches the script it continues from the last periodic checkpoint "
         "(ReproCallback's checkpoint_every: a number of steps or a duration such as \"10min\" "
