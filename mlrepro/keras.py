@@ -3,7 +3,9 @@
 `ReproCallback` works with Keras 3 on any backend (TensorFlow is the main lane)
 and with tf_keras (Keras 2, `TF_USE_LEGACY_KERAS=1`). `deterministic_dataset`
 gives an input order that is a pure function of (seed, epoch), which is what an
-interrupted run needs to resume bit for bit. The implementation lives in
+interrupted run needs to resume bit for bit, also in the middle of an epoch
+(`checkpoint_every="500 steps"` or `"10min"`, and the checkpoint written at the
+next step boundary after a SIGTERM). The implementation lives in
 `mlrepro._keras`; importing this module imports Keras, never at `import mlrepro`.
 
 Example:

@@ -29,6 +29,7 @@ from typing import Any, Iterable, Mapping
 
 from mlrepro._keras import arguments as _arguments
 from mlrepro._keras import cadence as _cadence
+from mlrepro._keras import cbstate as _cbstate
 from mlrepro._keras import chief as _chief
 from mlrepro._keras import checkpoint as _ckpt
 from mlrepro._keras import datafp as _datafp
@@ -204,6 +205,7 @@ class ReproCallback(_Base):
         self._epoch_iterator = None
         self._skip: tuple | None = None   # (epoch, batches) the resumed epoch skips
         self._metric_arrays: dict | None = None
+        self._reassign: dict | None = None  # a mid-epoch checkpoint, assigned again at its batch
         self._taking_sigterm = False
 
     # -- Keras hooks --------------------------------------------------------------------------
@@ -424,6 +426,8 @@ class ReproCallback(_Base):
         if batch:
             self._skip = (epoch + 1, batch)
             self._metric_arrays = meta.get("metric_arrays") or {}
+        if not _ckpt.is_epoch_end(path):   # read after that epoch's on_epoch_begin hooks
+            self._reassign = dict(meta, path=path)
         reached = self._furthest_step(newest)
         restored = {"checkpoint": os.path.basename(path), "epoch": epoch,
                     "next_epoch": epoch + 1, "batch": batch, "global_step": step,
@@ -514,11 +518,13 @@ class ReproCallback(_Base):
 
     # -- step checkpoints and SIGTERM -----------------------------------------------------------
     def _start_step_checkpoints(self) -> None:
+        if self._reassign is not None:
+            self._due = 0   # the first step boundary assigns the checkpoint again
         if self._ckpt_dir is None or not (self._writes or self._reads_along):
             return
         if self._cadence.steps is not None:
             n = self._cadence.steps
-            self._due = (self._step0 // n + 1) * n
+            self._due = 0 if self._reassign is not None else (self._step0 // n + 1) * n
         elif self._cadence.seconds is not None:
             if _multi_worker(self.model):
                 self.run.warn(f"checkpoint_every={self._cadence.describe()!r}: workers of "
@@ -562,6 +568,9 @@ class ReproCallback(_Base):
 
     def _at_step_boundary(self, batch: int) -> None:
         step = self._step0 + batch
+        if self._reassign is not None:
+            meta, self._reassign = self._reassign, None
+            self._assign_again(meta, batch)
         if _sigterm_waiting():
             self._preempt_at(batch)
             return
@@ -618,6 +627,26 @@ class ReproCallback(_Base):
             pass
         self._stop_step_checkpoints()
         _lifecycle.end_preempted(**note)    # ends every run; the process exits as asked
+
+    def _assign_again(self, meta: dict, batch: int) -> None:
+        """At the resumed batch, after every callback's on_epoch_begin ran again, assign the
+        mid-epoch checkpoint once more: the state it holds was read at this very point,
+        after those hooks (a LearningRateScheduler sets the rate there; BackupAndRestore
+        loads its own epoch backup in on_train_begin)."""
+        if int(meta.get("batch") or 0) != batch:
+            self._hook_failed("resume", RuntimeError(
+                f"the resumed epoch began at batch {batch}, not at the checkpoint's batch "
+                f"{meta.get('batch')}"))
+            return
+        again = _ckpt.restore(self.model, meta["path"], self._resume.variables)
+        _cbstate.restore(self._resume.callbacks, meta.get("callbacks") or {},
+                         again.get("callback_arrays") or {})
+        current = dict((self.run.section(RESUME_SECTION) or {}).get("restored") or {})
+        current.update(assigned_at_batch=batch, verified=again.get("verified"))
+        self.run.update_section(RESUME_SECTION, restored=current)
+        if again.get("verified") is False:
+            self._resume._fail(self.run, "the restored state does not match the digest the "
+                                         "checkpoint stored")
 
     def _skip_batches(self, epoch: int, count: int) -> None:
         _steps.skip_batches(self._epoch_iterator, count)

@@ -193,6 +193,37 @@ def fit_lines(lines: list[str], width: int) -> tuple[list[str], bool]:
     return out, cut
 
 
+def resume_lines(m: dict) -> list[tuple[str, str]]:
+    """(label, text) lines for `show`: how a restart resumes, and each preemption's save."""
+    p = printable
+    out = []
+    resume = _dict(m.get("resume"))
+    if resume.get("granularity"):
+        text = ("exact" if resume.get("exact") else "not exact") + \
+            f", at the {p(resume['granularity'])}"
+        restored = _dict(resume.get("restored"))
+        if restored:
+            text += (f"; restored {p(restored.get('checkpoint'))} (step "
+                     f"{p(restored.get('global_step'))})")
+            if resume.get("lost_steps") is not None:
+                text += f", {p(resume['lost_steps'])} steps trained again"
+        out.append(("resume", text))
+        if resume.get("why_not_step"):
+            out.append(("", f"not at the step: {p(resume['why_not_step'])}"))
+    attempts = m.get("attempts") if isinstance(m.get("attempts"), list) else []
+    for a in attempts:
+        note = _dict(_dict(a).get("preemption"))
+        if not note:
+            continue
+        if note.get("checkpoint"):
+            text = (f"attempt {p(a.get('attempt'))}: SIGTERM, saved {p(note['checkpoint'])} "
+                    f"at step {p(note.get('step'))} in {number(note.get('save_seconds'))} s")
+        else:
+            text = f"attempt {p(a.get('attempt'))}: SIGTERM, {p(note.get('reason'))}"
+        out.append(("preempted", text))
+    return out
+
+
 def run_text(manifest: dict, status: str, events: list[dict] | None = None,
              points=None, width: int = 100) -> str:
     """Everything in a record, grouped the way a person reads it, fitted to `width`.
@@ -219,6 +250,7 @@ def run_text(manifest: dict, status: str, events: list[dict] | None = None,
     parent = _dict(m.get("parent"))
     if parent:
         out.append(field("parent", f"{p(parent.get('kind'))} {p(parent.get('run'))}"))
+    out += [field(label, text) for label, text in resume_lines(m)]
     out.append("")
     cut: list = []
     out += _kv_block("params", _dict(m.get("params")), width, cut)

@@ -54,10 +54,15 @@ parser.add_argument("--every", default="epoch")
 parser.add_argument("--log-every", type=int, default=4)
 parser.add_argument("--step-sleep", type=float, default=0.0)
 parser.add_argument("--keep", type=int, default=2)
+parser.add_argument("--stall", action="store_true")   # after the SIGTERM, no next step
+parser.add_argument("--env", action="append", default=[])   # NAME=VALUE, set in the child
 
 
 def train(argv):
     args = parser.parse_args(argv)
+    for item in args.env:
+        name, _, value = item.partition("=")
+        os.environ[name] = value
     SEED = 7
     EPOCHS = 4
     N, BATCH = 128, 16      # 8 batches per epoch
@@ -197,6 +202,8 @@ def train(argv):
                 time.sleep(args.step_sleep)
             if args.sigterm_at and (KILL.get("epoch"), batch) == KILL["term"]:
                 os.kill(os.getpid(), signal.SIGTERM)
+                while args.stall:   # a step that never ends (a hung collective, I/O)
+                    time.sleep(1)
 
     callbacks = ([callback] if callback else []) + extra_callbacks
     if args.sigterm_at or args.step_sleep:

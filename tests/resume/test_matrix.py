@@ -51,6 +51,20 @@ MATRIX = {
     "shipped_callbacks": None,
 }
 LEGACY_MATRIX = {"tf_keras_reduce_lr": None}
+# The same claim with a checkpoint every 3 steps, and the granularity each pattern must get:
+# "step" restores the newest step checkpoint and skips the batches its epoch trained,
+# "epoch" the newest epoch-end one; either way lost_steps is what was trained again.
+STEP_EVERY = 3
+STEP_MATRIX = {
+    "layer_generator": (None, "step"),
+    "early_stopping": (None, "step"),
+    "lr_schedule": (None, "step"),
+    "numpy_validation_split": (None, "step"),
+    "shipped_callbacks": (None, "step"),
+    "generator_map": (None, "epoch"),         # generator state that prefetching runs ahead
+    "random_flip_map": (None, "epoch"),
+    "reshuffle_random": ("reshuffles each iteration", "epoch"),
+}
 TIMEOUT = 300
 
 
@@ -123,12 +137,12 @@ def _kill_points(case: str, rng: random.Random) -> list[str]:
     return [f"{rng.randint(1, 2)}:{rng.randint(1, last)}"]
 
 
-def _run_case(server: Server, tmp, case: str) -> dict:
+def _run_case(server: Server, tmp, case: str, extra: tuple = ()) -> dict:
     d = {name: tmp / name for name in ("bare", "straight", "resumed")}
     for p in d.values():
         p.mkdir()
     kills = _kill_points(case, random.Random())
-    common = ("--mode", "callback")
+    common = ("--mode", "callback", *extra)
 
     def recorded(name):
         return ("--store", str(d[name] / "store"), "--checkpoint", str(d[name] / "ckpt"),
@@ -201,3 +215,32 @@ def test_resume_claim_matches_truth_and_the_recorder_never_changes_training(
 def test_tf_keras_resume_claim_matches_truth(servers, tmp_path, case):
     pytest.importorskip("tf_keras")
     _check(_run_case(servers("tf_keras"), tmp_path, case), case, LEGACY_MATRIX[case])
+
+
+def _killed_step(at: str, case: str) -> int:
+    epoch, batch = (int(v) for v in at.split(":"))
+    per_epoch = BATCHES * 3 // 4 if case in SPLIT_CASES else BATCHES
+    return epoch * per_epoch + batch + 1, per_epoch, epoch
+
+
+@pytest.mark.parametrize("case", sorted(STEP_MATRIX))
+def test_step_checkpoints_resume_at_the_granularity_the_record_claims(servers, tmp_path, case):
+    cause, granularity = STEP_MATRIX[case]
+    result = _run_case(servers("keras3"), tmp_path, case,
+                       ("--every", f"{STEP_EVERY} steps", "--log-every", "1"))
+    _check(result, case, cause)
+    resume = result["resumed_manifest"]["resume"]
+    (at,) = result["kills"]
+    killed, per_epoch, epoch = _killed_step(at, case)
+    where = f"{case}, killed at {at} (step {killed})"
+    assert resume["granularity"] == granularity, (where, resume.get("why_not_step"))
+    assert ("why_not_step" in resume) is (granularity == "epoch"), where
+    restored = resume["restored"]
+    if granularity == "step":   # the newest step checkpoint written before the kill
+        expected = (killed - 1) // STEP_EVERY * STEP_EVERY
+        assert restored["global_step"] == expected, (where, restored)
+        assert restored["batch"] == expected - (expected // per_epoch) * per_epoch
+    else:                       # the newest epoch end
+        assert restored["checkpoint"] == f"ckpt-epoch-{epoch:05d}", (where, restored)
+        expected = epoch * per_epoch
+    assert resume["lost_steps"] == killed - expected, (where, resume["lost_steps"])

@@ -97,7 +97,7 @@ def _assert_one_point_per_step(points, where):
 
 @pytest.mark.parametrize("case", ["numpy", "deterministic_dataset"])
 def test_sigterm_mid_epoch_checkpoints_that_step_and_the_restart_continues_bit_exact(
-        server, straight, tmp_path, case):
+        server, straight, tmp_path, case, capsys):
     epoch, batch = random.randint(1, 2), random.randint(1, BATCHES - 2)
     where = f"{case}, SIGTERM as epoch {epoch} batch {batch} began"
     log = str(tmp_path / "log0")
@@ -142,10 +142,29 @@ def test_sigterm_mid_epoch_checkpoints_that_step_and_the_restart_continues_bit_e
     ref = straight(case)
     assert (tmp_path / "weights.bin").read_bytes() == ref["weights"], \
         f"{where}: the resumed weights differ from an uninterrupted run's"
+    shown = _show(tmp_path / "store", capsys)
+    assert f"resume      exact, at the step; restored {name} (step {step}), 0 steps trained " \
+        "again" in shown, shown
+    assert f"preempted   attempt 0: SIGTERM, saved {name} at step {step} in " in shown, shown
     # the interrupted epoch's epoch-level loss covers the whole epoch (the metric
     # trackers were restored), as in the uninterrupted run
     assert points.values("loss") == ref["points"].values("loss"), where
     assert points.steps("loss") == [BATCHES * (e + 1) for e in range(EPOCHS)]
+
+
+def _show(store_dir, capsys) -> str:
+    from mlrepro.cli import main
+
+    store = mlrepro.open_store(str(store_dir))
+    (run_id,) = store.run_ids()
+    capsys.readouterr()
+    old = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "250"   # whole lines
+    try:
+        assert main(["show", "--store", str(store_dir), run_id]) == 0
+    finally:
+        os.environ.pop("COLUMNS") if old is None else os.environ.update(COLUMNS=old)
+    return capsys.readouterr().out
 
 
 def test_checkpoint_every_n_steps_writes_at_those_steps_and_sigkill_resumes_there(
@@ -205,7 +224,7 @@ def test_a_duration_checkpoints_at_step_boundaries_that_far_apart(server, tmp_pa
 
 
 def test_an_input_order_that_cannot_be_skipped_resumes_at_the_epoch_and_says_so(
-        server, tmp_path):
+        server, tmp_path, capsys):
     batch = random.randint(1, BATCHES - 2)
     log = str(tmp_path / "log0")
     # unseeded per-iteration reshuffling: a restarted process draws another order
@@ -229,3 +248,27 @@ def test_an_input_order_that_cannot_be_skipped_resumes_at_the_epoch_and_says_so(
     assert resume["lost_steps"] == batch + 1        # epoch 1's batches 0..batch, again
     assert resume["exact"] is False
     _assert_one_point_per_step(points, "reshuffle_random")
+    shown = _show(tmp_path / "store", capsys)
+    assert "resume      not exact, at the epoch; restored ckpt-epoch-00001 (step " \
+        f"{BATCHES}), {batch + 1} steps trained again\n" in shown, shown
+    assert "            not at the step: the tf.data pipeline reshuffles" in shown, shown
+
+
+def test_no_step_boundary_within_the_timeout_saves_nothing_new_and_says_so(
+        server, tmp_path, capsys):
+    log = str(tmp_path / "log0")
+    server.start(log, "numpy", *_recorded(tmp_path, "--sigterm-at", "1:3", "--stall",
+                                          "--env", "MLREPRO_PREEMPTION_TIMEOUT=1.5s"))
+    assert _wait_exit(log) == -signal.SIGTERM, _log(log)
+    manifest, _points, events = _manifest(tmp_path / "store")
+    assert manifest["status"] == "preempted"
+    note = manifest["attempts"][-1]["preemption"]
+    assert note["checkpoint"] is None and "no step boundary came within" in note["reason"]
+    assert "preemption_timeout=1.5s" in note["reason"] and 1.5 <= note["seconds"] < 30
+    (saved,) = [e for e in events if e["kind"] == "preemption_checkpoint"]
+    assert saved["checkpoint"] is None
+    # nothing new: only the checkpoint of epoch 0's end
+    assert sorted(n for n in os.listdir(tmp_path / "ckpt") if n.startswith("ckpt-")) == [
+        "ckpt-epoch-00001"]
+    assert "preempted   attempt 0: SIGTERM, no step boundary came within " \
+        "preemption_timeout=1.5s" in _show(tmp_path / "store", capsys)
