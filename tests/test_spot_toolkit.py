@@ -4,9 +4,9 @@ SageMaker stops a job by sending SIGTERM to the container's main process: with t
 TensorFlow Deep Learning Containers that is the toolkit's `train`, which starts the
 entry point as a child and neither handles nor forwards the signal (its source has no
 signal handler; aws/sagemaker-training-toolkit#125, #173): the toolkit dies at once and
-its child would train on. mlrepro asks the kernel for SIGTERM when the launcher exits
-(`mlrepro.runtime.parent_exit`), so the training process hears it, writes a checkpoint at
-the next step and ends as `preempted`. The test sends the signal the way SageMaker does,
+its child would train on. On SageMaker a run watches its launcher and sends itself
+SIGTERM once that process is gone (`mlrepro.runtime.parent_exit`), so the training process
+hears it, writes a checkpoint at the next step and ends as `preempted`. The test sends the signal the way SageMaker does,
 to the toolkit, then runs the toolkit again on the same tree with its
 `checkpointconfig.json` (as a spot restart does after restoring the checkpoint
 directory): the same run continues from the checkpointed step and ends with the same
