@@ -137,7 +137,7 @@ class JobSpec:
         if self.remote:
             out[env.REMOTE.name] = self.remote
         if self.spot:
-            out[env.SPOT.name] = "1"          # in the job, SIGTERM means "preempted"
+            out[env.SPOT.name] = "1"          # a spot job: the script may checkpoint more often
         if self.parent:
             out[env.PARENT.name] = json.dumps(self.parent, sort_keys=True, separators=(",", ":"))
         out[env.LAUNCH.name] = _fit(self.launch_record())
