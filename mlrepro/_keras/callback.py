@@ -206,6 +206,7 @@ class ReproCallback(_Base):
         self._skip: tuple | None = None   # (epoch, batches) the resumed epoch skips
         self._metric_arrays: dict | None = None
         self._reassign: dict | None = None  # a mid-epoch checkpoint, assigned again at its batch
+        self._skipped = 0                 # batches of this epoch an earlier attempt trained
         self._taking_sigterm = False
 
     # -- Keras hooks --------------------------------------------------------------------------
@@ -226,6 +227,7 @@ class ReproCallback(_Base):
                               lambda: self._resume.begin_epoch(self.run, self.model, epoch))
         self._epoch = epoch
         self._batch = -1
+        self._skipped = 0
         if self._skip is not None:
             skip, self._skip = self._skip, None
             if skip[0] == epoch:
@@ -650,6 +652,7 @@ class ReproCallback(_Base):
 
     def _skip_batches(self, epoch: int, count: int) -> None:
         _steps.skip_batches(self._epoch_iterator, count)
+        self._skipped = count
         arrays, self._metric_arrays = self._metric_arrays, None
         restored = _steps.restore_metrics(self.model, arrays or {})
         current = dict((self.run.section(RESUME_SECTION) or {}).get("restored") or {})
@@ -739,11 +742,13 @@ class ReproCallback(_Base):
             values["lr"] = lr
         values["epoch_time_s"] = elapsed
         values["train_time_s"] = train_time
-        if train_time > 0:
+        if train_time > 0:   # rates of what this attempt trained
+            trained = steps - self._skipped
             if self._examples_per_epoch:
-                values["examples_per_s"] = self._examples_per_epoch / train_time
-            if steps:
-                values["steps_per_s"] = steps / train_time
+                values["examples_per_s"] = self._examples_per_epoch * (
+                    trained / steps if steps else 1.0) / train_time
+            if trained:
+                values["steps_per_s"] = trained / train_time
         run.log_metrics(values, step=step, epoch=epoch)
         self._step0 = step
         self._last_epoch = epoch
