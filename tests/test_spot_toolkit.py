@@ -307,3 +307,24 @@ def test_without_the_request_an_orphan_trains_on(tmp_path):
         assert not _gone(pid, timeout=1.5) and not heard.exists()
     finally:
         os.kill(pid, signal.SIGKILL)
+
+
+WATCH = textwrap.dedent('''
+    import sys, threading
+    import mlrepro
+    from mlrepro.runtime import detect
+    rt = detect(environ={"TRAINING_JOB_NAME": "j"} if sys.argv[1] == "sagemaker" else {},
+                base_dir=sys.argv[2], argv=["train.py"])
+    run = mlrepro.start_run(project="watch", store=sys.argv[3], capture=False, runtime=rt)
+    print(rt.kind, any(t.name == "mlrepro-parent-exit" for t in threading.enumerate()))
+    run.finish()
+''')
+
+
+@pytest.mark.parametrize("kind", ["sagemaker", "local"])
+def test_only_a_run_on_sagemaker_watches_its_launcher(tmp_path, kind):
+    out = subprocess.run([sys.executable, "-c", WATCH, kind, str(tmp_path / "none"),
+                          str(tmp_path / "store")], env=child_env(), capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == [kind, str(kind == "sagemaker")]
