@@ -5,6 +5,9 @@ What runs, in order (each can be left out with --skip):
 - s3index: `s3_index_bench.py` (listing 1,000 / 3,000 / 10,000 runs cold from an S3 store on
   moto's server: time and requests, the 100,000-run projection), in a subprocess;
 - callbacks: `callback_overhead.py`, when it exists, in a subprocess;
+- checkpoints: `checkpoint_bench.py` (ResNet-20: SIGTERM to checkpoint written and to exit;
+  per-step cost of `checkpoint_every="N steps"` against epoch checkpoints and bare `fit`),
+  in a subprocess;
 - peers: `peers.py`, mlrepro against MLflow autologging, Comet offline and W&B offline
   (one process per tracker per repeat, interleaved; needs the bench venv);
 - fingerprint: `fingerprint_bench.py`, data fingerprinting against md5sum/sha256sum and
@@ -37,7 +40,7 @@ import machine  # noqa: E402
 import peers  # noqa: E402
 import table  # noqa: E402
 
-PARTS = ("store", "s3index", "callbacks", "peers", "fingerprint")
+PARTS = ("store", "s3index", "callbacks", "checkpoints", "peers", "fingerprint")
 STORE_QUICK = {"points": 100_000, "runs": 1_000}
 SUBPROCESS_TIMEOUT_S = 1800
 
@@ -231,6 +234,11 @@ def main(argv=None) -> int:
             sections["Callback overhead output"] = text
         else:
             rows.append(table.Row("callback overhead", "skipped: callback_overhead.py not found"))
+    if "checkpoints" not in skip:
+        found, text = run_script("checkpoint_bench.py", ["--quick"] if args.quick else [],
+                                 "checkpoints")
+        rows += found
+        sections["Checkpoint benchmark output"] = text
     if "peers" not in skip:
         log("== peers (one process per tracker per repeat, interleaved)")
         found, text, raw["peers"] = peers.run(args, log=log)
@@ -251,7 +259,8 @@ def main(argv=None) -> int:
     if args.results:
         with open(args.results, "w", encoding="utf-8") as fh:
             order = ("Peers in detail", "Fingerprinting in detail", "Store benchmark output",
-                     "S3 index benchmark output", "Callback overhead output")
+                     "S3 index benchmark output", "Callback overhead output",
+                     "Checkpoint benchmark output")
             fh.write(results_markdown(info, rows, [(k, sections[k]) for k in order
                                                    if k in sections], args, command, seconds))
         print(f"wrote {os.path.relpath(args.results)}")

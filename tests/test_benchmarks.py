@@ -153,3 +153,28 @@ def test_callback_overhead_pipe_table_is_read_into_result_rows():
     assert [(r.name, r.value, r.ratio, r.target) for r in rows] == [
         ("callback: tiny b16", "8.66 us/step in its hooks", "0.947x bare", "<= 3%"),
         ("callback: resnet20 b128", "53.99 us/step in its hooks", "0.775x bare", "<= 1%")]
+
+
+@pytest.mark.slow
+def test_checkpoint_bench_times_a_real_sigterm_and_every_checkpoint_cadence(tmp_path):
+    pytest.importorskip("mlrepro.keras")
+    import run_all
+
+    out = tmp_path / "raw.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(BENCH, "checkpoint_bench.py"), "--quick", "--every", "1,10",
+         "--json", str(out)], capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    raw = json.loads(out.read_text())
+    (sample,) = raw["sigterm"]
+    # the signal really came mid-training: the run saved, ended preempted, the process by the signal
+    assert sample["exit_status"] == -15 and sample["run_status"] == "preempted", sample
+    assert 0 <= sample["signal_to_checkpoint_s"] <= sample["signal_to_exit_s"] < 30
+    per_step = raw["per_step"]
+    assert per_step["unsupported"] == {}
+    assert set(per_step["seconds"]) == {"bare", "no checkpoints", "epoch", "1 steps", "10 steps"}
+    assert all(len(v) == 1 and v[0] > 0 for v in per_step["seconds"].values())
+    assert per_step["stall"]["1 steps"]   # a save at every step was timed where it happens
+    rows = {r.name: r for r in run_all.parse_table(proc.stdout, "checkpoints")}
+    assert rows["checkpoints: SIGTERM -> checkpoint written (tiny b16)"].ok is True
+    assert rows["checkpoints: per step: 10 steps (tiny b16)"].ratio.endswith("x no ckpt")

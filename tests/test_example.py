@@ -128,6 +128,26 @@ def test_flags_accept_the_forms_sagemaker_passes_hyperparameters_in():
             args.weight_decay) == (64, False, True, (91.0, 136.0), 5e-4)
 
 
+def test_a_spot_job_checkpoints_every_ten_minutes_unless_told_otherwise(tmp_path):
+    from mlrepro.runtime import detect
+    from test_runtime import make_sagemaker_tree
+
+    auto = hparams.parse([])
+    assert hparams.checkpoint_every(auto, spot=True) == "10min"
+    assert hparams.checkpoint_every(auto, spot=False) == "epoch"
+    told = hparams.parse(["--checkpoint-every", "500 steps"])
+    assert hparams.checkpoint_every(told, spot=True) == "500 steps"
+    assert train._checkpoint_every(hparams.parse(["--checkpoint_every", "2"]), True) == 2
+    # how often to save is not part of the experiment: a restart may change it
+    assert hparams.recorded_params(told) == hparams.recorded_params(auto)
+    # what makes a job a spot job: SageMaker's own job config
+    base = make_sagemaker_tree(tmp_path / "spot", job_config={
+        "TrainingJobName": "j", "EnableManagedSpotTraining": True})
+    assert detect(environ={}, base_dir=base, argv=["x"]).spot is True
+    assert detect(environ={}, base_dir=make_sagemaker_tree(tmp_path / "on-demand"),
+                  argv=["x"]).spot is False
+
+
 # -- data sources and formats ----------------------------------------------------------------------
 
 def test_binary_archive_and_folder_read_back_the_written_examples(tmp_path, binary_archive,
@@ -437,3 +457,27 @@ def test_two_workers_train_together_with_tf_keras_into_one_run(tmp_path, binary_
     assert m["auto_params"]["keras"]["flavour"] == "tf_keras"
     assert m["workers"]["consistent"] is True and m["workers"]["replicas"] == 2
     assert not os.path.exists(tmp_path / "store1" / "runs" / ids[0])
+
+
+@pytest.mark.slow
+def test_spot_demo_interrupts_twice_and_the_run_continues_at_each_step(tmp_path):
+    """What docs/s3-sagemaker.md shows: one run, three attempts, resumed mid-epoch twice."""
+    from mlrepro.store.local import LocalStore
+
+    store = tmp_path / "runs"
+    proc = subprocess.run([sys.executable, os.path.join(EXAMPLE, "spot_demo.py"), "--store",
+                           str(store)], env=child_env(), capture_output=True, text=True,
+                          timeout=900, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_id,) = LocalStore(str(store)).run_ids()
+    m = LocalStore(str(store)).read_manifest(run_id)
+    attempts = m["attempts"]
+    assert [a["status"] for a in attempts] == ["preempted", "preempted", "finished"]
+    saved = [a["preemption"]["step"] for a in attempts[:2]]
+    assert [a.get("restored_step") for a in attempts[1:]] == saved
+    assert all(step % 12 for step in saved)            # mid-epoch, not at a boundary
+    assert [a.get("lost_steps") for a in attempts[1:]] == [0, 0]
+    steps = LocalStore(str(store)).read_points(run_id).steps("batch/loss")
+    assert steps == list(range(1, 37))                 # every step once
+    assert f"run         {run_id}" in proc.stdout and "attempts    3" in proc.stdout
+    assert "  1  preempted  resumed at step" in proc.stdout

@@ -191,6 +191,33 @@ def test_two_instances_ship_tf_keras_pinned_and_mlrepro_and_the_dry_run_says_so(
     assert "tf_keras" not in err and "ships mlrepro" in err
 
 
+def test_a_spot_dry_run_says_what_an_interruption_does_and_on_demand_says_nothing(
+        project, tmp_path, capsys, monkeypatch):
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    args = ["launch", str(project / "train.py"), "--instance-type", "ml.m5.xlarge",
+            "--role", ROLE, "--bucket", "b-1", "--region", "eu-west-1",
+            "--framework-version", TF, "--dry-run", "--max-run", "3600"]
+    assert main(args + ["--spot", "--checkpoint-s3-uri", "s3://b-1/ck/"]) == 0
+    out, err = capsys.readouterr()
+    request = json.loads(out)
+    assert request["Environment"]["MLREPRO_SPOT"] == "1"
+    plan = [line for line in err.splitlines() if line.startswith(
+        "dry run: on a spot interruption, ")]
+    assert len(plan) == 3, err
+    assert "SIGTERM" in plan[0] and "/opt/ml/checkpoints restored from s3://b-1/ck/" in plan[0]
+    assert "7200 s in all" in plan[0]                  # max-wait: twice max-run
+    assert "/opt/ml/checkpoints/mlrepro-runs" in plan[1] and "next step" in plan[1]
+    assert "MLREPRO_PREEMPTION_TIMEOUT" in plan[1] and "preempted" in plan[1]
+    assert "same run" in plan[2] and "checkpoint_every" in plan[2]
+    assert main(args) == 0
+    assert "spot interruption" not in capsys.readouterr().err
+
+
 def test_staged_code_pins_tf_keras_beside_the_users_requirements(project, tmp_path):
     from mlrepro.aws.launch import spec_for_script, stage_code
 
@@ -327,3 +354,10 @@ def test_the_example_launcher_dry_runs(tmp_path):
     request = json.loads(proc.stdout)
     assert request["HyperParameters"]["data"] == "tfrecord"
     assert request["ResourceConfig"]["InstanceCount"] == 2
+    # --checkpoint-every is left to train.py's spot default; the dry run says what happens
+    assert "checkpoint-every" not in request["HyperParameters"]
+    assert request["EnableManagedSpotTraining"] is True
+    plan = [line for line in proc.stderr.splitlines() if "on a spot interruption" in line]
+    assert len(plan) == 3, proc.stderr
+    assert request["CheckpointConfig"]["S3Uri"] in plan[0] and "SIGTERM" in plan[0]
+    assert "MLREPRO_PREEMPTION_TIMEOUT" in plan[1] and "preempted" in plan[1]

@@ -23,6 +23,8 @@ from formats import SOURCES
 PROJECT = "cifar10-resnet"
 TRAINING_CHANNEL = "training"   # the SageMaker channel (SM_CHANNEL_TRAINING) that holds the data
 
+AUTO = "auto"
+SPOT_CHECKPOINT_EVERY = "10min"  # --checkpoint-every auto on a spot job
 PAPER_EPOCHS = 164
 PAPER_BOUNDARIES = (82, 123)
 PAPER_BATCH = 128
@@ -107,6 +109,10 @@ def parser(description: str = "Train a CIFAR-10 ResNet (He et al. 2016), recorde
           help="mlrepro store (path or s3://); default $MLREPRO_STORE or ./mlrepro-runs")
     _flag(g, "checkpoint-dir", default=None,
           help="checkpoints and resume (default: the runtime's checkpoint dir; 'none': off)")
+    _flag(g, "checkpoint-every", default=AUTO,
+          help="how often to checkpoint: 'epoch', N (epochs), 'N steps' or a duration "
+               f"('30s', '10min'); auto: {SPOT_CHECKPOINT_EVERY!r} on a spot job (an "
+               "interruption then loses at most that much), else 'epoch'")
     _flag(g, "model-dir", default=None,
           help="also save the final model here (default: SM_MODEL_DIR on SageMaker)")
     _flag(g, "export", default="keras",
@@ -148,6 +154,18 @@ def learning_rate_schedule(args, steps_per_epoch: int) -> tuple[list, list]:
     return boundaries, values
 
 
+def checkpoint_every(args, spot: bool) -> str:
+    """--checkpoint-every; `auto` is SPOT_CHECKPOINT_EVERY on a spot job, else "epoch".
+
+    A spot interruption loses the work since the last checkpoint when its signal
+    never reaches the script, and an epoch of a real data set can be an hour.
+    """
+    value = str(args.checkpoint_every).strip()
+    if value.lower() != AUTO:
+        return value
+    return SPOT_CHECKPOINT_EVERY if spot else "epoch"
+
+
 def export_formats(args) -> tuple:
     text = str(args.export).strip().lower()
     if text in ("", "none", "false", "0"):
@@ -160,7 +178,8 @@ def export_formats(args) -> tuple:
 # Flags that say where things are or how chatty to be, not what is computed: left out of
 # the recorded params so that the same experiment run from another folder or machine has
 # the same params fingerprint (the data's own fingerprint is recorded separately).
-NOT_RECORDED = ("data_dir", "checkpoint_dir", "model_dir", "store", "project", "verbose")
+NOT_RECORDED = ("data_dir", "checkpoint_dir", "checkpoint_every", "model_dir", "store",
+                "project", "verbose")
 
 
 def recorded_params(args) -> dict:

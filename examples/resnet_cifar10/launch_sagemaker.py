@@ -11,7 +11,9 @@ hyperparameter of the same name (only those that differ from train.py's
 defaults are sent, plus `--data tfrecord`). In the job, train.py reads the
 channel's path from `mlrepro.runtime`, records its run into the checkpoint
 directory (synced to S3, so a spot restart continues the same run) and into the
-job output, and saves the model into SM_MODEL_DIR. `--dry-run` prints the exact
+job output, and saves the model into SM_MODEL_DIR. With `--spot` it checkpoints every
+10 minutes and at the interruption's SIGTERM, so a restart loses at most the step in
+flight (or 10 minutes when the signal never reaches it). `--dry-run` prints the exact
 CreateTrainingJob request and sends nothing. A thin script over
 `mlrepro.aws.launch` (the `mlrepro launch` command does the same for any script).
 """
@@ -43,7 +45,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--instance-count", type=int, default=1,
                    help="hosts; more than one trains with MultiWorkerMirroredStrategy")
     p.add_argument("--spot", action="store_true",
-                   help="managed spot training (checkpoints in S3; a restart resumes the run)")
+                   help="managed spot training: train.py checkpoints every "
+                        f"{hparams.SPOT_CHECKPOINT_EVERY} and at the interruption's SIGTERM "
+                        "(--checkpoint-every after -- to change it); the restarted job resumes "
+                        "the run at that step")
     p.add_argument("--region")
     p.add_argument("--role", help="execution role ARN (default $MLREPRO_SAGEMAKER_ROLE)")
     p.add_argument("--bucket", help="bucket for code and output (default "
@@ -116,6 +121,8 @@ def main(argv=None) -> int:
     if args.dry_run:
         print(result.to_json())
         print(f"dry run: nothing was sent; hyperparameters {hps}", file=sys.stderr)
+        for line in launch.interruption_plan(result.request):
+            print(f"dry run: on a spot interruption, {line}", file=sys.stderr)
     else:
         print(f"launched {result.job_name} ({args.instance_count} x {args.instance_type}"
               f"{', spot' if args.spot else ''}); hyperparameters {hps}")

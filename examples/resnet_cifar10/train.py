@@ -8,6 +8,8 @@ Every flag is a SageMaker hyperparameter of the same name (see hparams.py).
 Inside a SageMaker job the data comes from the `training` channel, the run is
 recorded into the job's checkpoint directory (so a spot restart continues it)
 and exported into the job output, and the final model goes to SM_MODEL_DIR.
+On a spot job it checkpoints every 10 minutes (`--checkpoint-every`) and at the
+interruption's SIGTERM; the restarted job resumes the same run at that step.
 On several hosts the script trains with MultiWorkerMirroredStrategy through
 tf_keras (it sets TF_USE_LEGACY_KERAS=1 itself, before TensorFlow loads).
 """
@@ -22,6 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import hparams  # noqa: E402  (no TensorFlow)
 import mlrepro  # noqa: E402  (no TensorFlow)
+import mlrepro.env  # noqa: E402
 import mlrepro.runtime  # noqa: E402
 
 EXIT_BAD_INPUT = 2
@@ -80,11 +83,13 @@ def train(argv=None, *, callbacks=()):
         checkpoint = False
     # Made before the model: it seeds Python, NumPy, TensorFlow and Keras, so the
     # initial weights are part of the reproducible recipe.
+    # On a spot job: step/duration checkpoints, and a checkpoint at the interruption's SIGTERM.
+    spot = runtime.spot or mlrepro.env.SPOT.get()
     repro = mlrepro.keras.ReproCallback(
         project=args.project, store=args.store, params=hparams.recorded_params(args),
         seed=args.seed, deterministic=args.deterministic,
         log_every_n_steps=max(0, args.log_every_n_steps), checkpoint=checkpoint,
-        export=hparams.export_formats(args),
+        checkpoint_every=_checkpoint_every(args, spot), export=hparams.export_formats(args),
         tags={"example": "resnet_cifar10", "data": args.data})
 
     steps = hparams.steps_per_epoch(train_split.size, args.batch_size)
@@ -117,6 +122,12 @@ def train(argv=None, *, callbacks=()):
           f"(store {getattr(run.store, 'uri', None) or 'not written on this worker'})",
           flush=True)
     return run
+
+
+def _checkpoint_every(args, spot: bool):
+    """--checkpoint-every as ReproCallback takes it (a bare number is a count of epochs)."""
+    value = hparams.checkpoint_every(args, spot)
+    return int(value) if value.isdigit() else value
 
 
 def main(argv=None) -> int:

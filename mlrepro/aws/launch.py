@@ -137,7 +137,7 @@ class JobSpec:
         if self.remote:
             out[env.REMOTE.name] = self.remote
         if self.spot:
-            out[env.SPOT.name] = "1"          # in the job, SIGTERM means "preempted"
+            out[env.SPOT.name] = "1"          # a spot job: the script may checkpoint more often
         if self.parent:
             out[env.PARENT.name] = json.dumps(self.parent, sort_keys=True, separators=(",", ":"))
         out[env.LAUNCH.name] = _fit(self.launch_record())
@@ -390,6 +390,39 @@ def launch(spec: JobSpec, *, dry_run: bool = False, wait: bool = False,
     return LaunchResult(job_name=request.get("TrainingJobName", ""), request=request,
                         uploads=log.uploads(), dry_run=dry_run, spec=spec, bucket=bucket,
                         shipped=shipped)
+
+
+def interruption_plan(request: dict) -> list[str]:
+    """What happens when a spot job built from `request` is interrupted, in a few lines.
+
+    Empty for an on-demand job. Read from the request itself (its checkpoint location
+    and wait time), so `--dry-run` says what the job would really do.
+
+    Example:
+        >>> interruption_plan({"EnableManagedSpotTraining": True,
+        ...                    "CheckpointConfig": {"S3Uri": "s3://b/ck", "LocalPath": "/opt/ml/checkpoints"},
+        ...                    "StoppingCondition": {"MaxWaitTimeInSeconds": 7200}})[0][:46]
+        'SageMaker sends SIGTERM, then starts the job a'
+    """
+    if not request.get("EnableManagedSpotTraining"):
+        return []
+    checkpoint = request.get("CheckpointConfig") or {}
+    local = checkpoint.get("LocalPath") or CHECKPOINT_LOCAL_PATH
+    wait = (request.get("StoppingCondition") or {}).get("MaxWaitTimeInSeconds")
+    within = f" (the job may take {wait} s in all, waiting included)" if wait else ""
+    return [
+        "SageMaker sends SIGTERM, then starts the job again when capacity returns, with "
+        f"{local} restored from {checkpoint.get('S3Uri') or 'the job checkpoint prefix'}"
+        + within,
+        f"the run lives in {local}/mlrepro-runs beside the script's checkpoints; at the "
+        "signal ReproCallback writes a checkpoint at the next step (within "
+        f"${env.PREEMPTION_TIMEOUT.name}, default 30 s; SageMaker allows 120 s) and ends the "
+        "attempt as `preempted`",
+        "the restarted job continues the same run from that step as its next attempt; if the "
+        "signal never reaches the script it continues from the last periodic checkpoint "
+        "(ReproCallback's checkpoint_every: a number of steps or a duration such as \"10min\" "
+        "bounds the work lost)",
+    ]
 
 
 def _remote_bucket(remote: str | None) -> str | None:

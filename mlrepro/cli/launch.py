@@ -9,7 +9,8 @@ from typing import Any
 
 from mlrepro import env
 from mlrepro.aws.launch import (DEFAULT_BASE_JOB_NAME, DEFAULT_MAX_RUN, DEFAULT_VOLUME_GB,
-                                JobSpec, describe_code, launch, spec_for_script)
+                                JobSpec, describe_code, interruption_plan, launch,
+                                spec_for_script)
 from mlrepro.aws.relaunch import spec_from_run
 from mlrepro.aws.remote import resolve_remote
 from mlrepro.cli.args import parse_pairs, store_of
@@ -84,6 +85,8 @@ def _launch_and_say(spec: JobSpec, args) -> int:
               f"files (code and SDK drivers) under s3://{result.bucket}/", file=sys.stderr)
         for line in result.shipped:
             print(f"dry run: the code ships {line}", file=sys.stderr)
+        for line in interruption_plan(result.request):
+            print(f"dry run: on a spot interruption, {line}", file=sys.stderr)
         return 0
     where = (f"its run is pushed to {spec.remote} while it trains" if spec.remote else
              f"when it ends, import its run with `mlrepro pull-job {result.job_name}`")

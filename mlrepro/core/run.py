@@ -120,8 +120,18 @@ class Run:
             self._start_writing(resumed is not None)
         registry.add(self)
         lifecycle.install()
+        self._hear_the_jobs_stop_signal()
 
     # -- set-up -----------------------------------------------------------------
+    def _hear_the_jobs_stop_signal(self) -> None:
+        """On SageMaker, SIGTERM when the launcher exits: the toolkit dies of the job's
+        stop signal without forwarding it (see `mlrepro.runtime.parent_exit`)."""
+        from mlrepro.runtime import SAGEMAKER
+        from mlrepro.runtime.parent_exit import signal_on_parent_exit
+
+        if getattr(self._runtime, "kind", None) == SAGEMAKER:
+            signal_on_parent_exit()
+
     def _open_store(self, store) -> Store:
         if store is None:  # SageMaker: inside the checkpoint dir, so a spot restart finds it
             from mlrepro.runtime import default_store

@@ -11,7 +11,9 @@ rank, chief). One module owns each contract:
 - `machine`: what the machine says about itself (DLAMI marks, EC2 instance type, GPUs);
 - `workers`: comparing every worker's fingerprints with the chief's (pure);
 - `exchange`: carrying those fingerprints to the chief and back over TCP, with a timeout;
-- `strategy`: the tf.distribute strategy to build, and the worker check (`mlrepro.distribute`).
+- `strategy`: the tf.distribute strategy to build, and the worker check (`mlrepro.distribute`);
+- `parent_exit`: on SageMaker, SIGTERM to this process when its launcher is gone (the toolkit
+  dies of the job's stop signal without forwarding it).
 
 Importing this package imports no framework.
 """
