@@ -86,11 +86,14 @@ def test_bad_arguments_at_start_are_one_clear_error():
 
 
 @pytest.mark.parametrize("how,status", [("normal", "finished"), ("raise", "failed"),
-                                        ("sigterm", "preempted"), ("sigint", "killed")])
+                                        ("sigterm", "preempted"), ("sigint", "killed"),
+                                        ("sigterm_in_finish", "finished")])
 def test_the_last_status_is_the_true_one(store_dir, how, status):
+    """sigterm_in_finish: a SIGTERM while finish writes the last records waits for them (the
+    run keeps its status and every point), then the process still ends by the signal."""
     proc = run_py([os.path.join(SCRIPTS, "exit_paths.py"), store_dir, how], timeout=60)
     run_id = proc.stdout.split()[0]
-    if how == "sigterm":
+    if how.startswith("sigterm"):
         assert proc.returncode == -signal.SIGTERM
     m = LocalStore(store_dir).read_manifest(run_id)
     assert m["status"] == status, proc.stderr

@@ -12,11 +12,16 @@ it to save (`request()` on the main thread, between bytecodes) and starts a
 deadline; the taker calls `end_preempted()` once saved. If no step boundary
 comes before the deadline, a thread records that nothing new was saved and ends
 the process as the signal asks anyway. A second SIGTERM ends it at once.
+
+A signal that comes while a run writes its last records (`finishing()`, inside
+`Run.finish`) waits for them: the run keeps the status it is ending with, and the
+signal is delivered again once every finish in progress has returned.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import sys
@@ -35,6 +40,9 @@ _previous_handlers: dict[int, Any] = {}
 _last_exception: list[BaseException] = []
 _takers: list = []              # objects with request() and preemption_timeout (seconds)
 _deferred: list = []            # the SIGTERM being deferred: [Deferred]
+_finish_lock = threading.RLock()  # reentrant: the handler may run on a thread holding it
+_finishing = [0]                # how many runs are writing their last records now
+_held: list = []                # a signal that came meanwhile: [signum]
 
 
 def install() -> None:
@@ -198,7 +206,30 @@ def _finish_all(signum: int) -> None:
             pass
 
 
+@contextlib.contextmanager
+def finishing():
+    """A run writes its last records: a signal that comes meanwhile waits until they are
+    written (or the finish's own timeout ends), then is delivered again."""
+    with _finish_lock:
+        _finishing[0] += 1
+    try:
+        yield
+    finally:
+        with _finish_lock:
+            _finishing[0] -= 1
+            held = list(_held) if _finishing[0] == 0 else []
+            if held:
+                _held.clear()
+        if held:
+            os.kill(os.getpid(), held[0])   # the handler runs again, on the main thread
+
+
 def _end(signum, frame) -> None:
+    with _finish_lock:
+        if _finishing[0]:
+            if not _held:
+                _held.append(signum)
+            return
     _finish_all(signum)
     previous = _previous_handlers.get(signum)
     if callable(previous):

@@ -616,6 +616,10 @@ class Run:
         if status not in record.FINAL_STATUSES:
             raise MlreproError(f"status {status!r} is not a final status: use one of "
                                f"{', '.join(record.FINAL_STATUSES)}")
+        with lifecycle.finishing():     # a signal now waits until the last records are written
+            return self._finish(status, error, timeout)
+
+    def _finish(self, status: str, error: str | None, timeout: float) -> bool:
         with self._lock:
             if self._finished:
                 return True
