@@ -153,6 +153,9 @@ SPOT = Flag("MLREPRO_SPOT", "set in spot jobs by `mlrepro launch --spot` (a SIGT
 PREEMPTION_TIMEOUT = Text("MLREPRO_PREEMPTION_TIMEOUT", "how long a SIGTERM waits for the next "
                           "step boundary's checkpoint in Keras `fit` (seconds or \"30s\"; "
                           "overrides ReproCallback(preemption_timeout=...))")
+CHECKPOINT_EVERY = Text("MLREPRO_CHECKPOINT_EVERY", "how often a ReproCallback created without "
+                        "checkpoint_every checkpoints (\"10min\", \"500 steps\", \"epoch\"; "
+                        "`mlrepro launch --spot` sets 10min)")
 PARENT = Json("MLREPRO_PARENT", 'the parent of new runs, {"kind": ..., "run": ...} '
                                 "(set by `mlrepro reproduce` and `launch --from`)")
 SEED = Whole("MLREPRO_SEED", "the seed of runs started with seed=None and deterministic=True "
@@ -188,6 +191,6 @@ TF_CONFIG_SOURCE = Text("MLREPRO_TF_CONFIG_SOURCE", "set beside a TF_CONFIG that
 
 ALL: tuple[Variable, ...] = (
     STORE, SPOOL, CACHE, DISABLE, FLUSH_SECONDS, HEARTBEAT_SECONDS, SPOT, PREEMPTION_TIMEOUT,
-    PARENT, SEED, DEBUG,
+    CHECKPOINT_EVERY, PARENT, SEED, DEBUG,
     REMOTE, PUSH_SECONDS, PUSH_TIMEOUT, S3_RETRIES, SAGEMAKER_ROLE, SAGEMAKER_BUCKET, LAUNCH,
     SAGEMAKER_BASE_DIR, TF_PORT, HOST_ADDRESSES, TF_CONFIG_SOURCE, WORKERS_TIMEOUT)

@@ -128,13 +128,17 @@ def test_flags_accept_the_forms_sagemaker_passes_hyperparameters_in():
             args.weight_decay) == (64, False, True, (91.0, 136.0), 5e-4)
 
 
-def test_a_spot_job_checkpoints_every_ten_minutes_unless_told_otherwise(tmp_path):
+def test_a_spot_job_checkpoints_every_ten_minutes_unless_told_otherwise(tmp_path, monkeypatch):
     from mlrepro.runtime import detect
     from test_runtime import make_sagemaker_tree
 
+    monkeypatch.delenv("MLREPRO_CHECKPOINT_EVERY", raising=False)
     auto = hparams.parse([])
     assert hparams.checkpoint_every(auto, spot=True) == "10min"
     assert hparams.checkpoint_every(auto, spot=False) == "epoch"
+    monkeypatch.setenv("MLREPRO_CHECKPOINT_EVERY", "500 steps")   # launch --checkpoint-every
+    assert hparams.checkpoint_every(auto, spot=False) == "500 steps"
+    monkeypatch.delenv("MLREPRO_CHECKPOINT_EVERY")
     told = hparams.parse(["--checkpoint-every", "500 steps"])
     assert hparams.checkpoint_every(told, spot=True) == "500 steps"
     assert train._checkpoint_every(hparams.parse(["--checkpoint_every", "2"]), True) == 2

@@ -214,8 +214,35 @@ def test_a_spot_dry_run_says_what_an_interruption_does_and_on_demand_says_nothin
     assert "/opt/ml/checkpoints/mlrepro-runs" in plan[1] and "next step" in plan[1]
     assert "MLREPRO_PREEMPTION_TIMEOUT" in plan[1] and "preempted" in plan[1]
     assert "same run" in plan[2] and "checkpoint_every" in plan[2]
+    assert request["Environment"]["MLREPRO_CHECKPOINT_EVERY"] == "10min"   # the spot default
+    assert "every 10min" in plan[2]
     assert main(args) == 0
-    assert "spot interruption" not in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "spot interruption" not in err
+    assert "MLREPRO_CHECKPOINT_EVERY" not in json.loads(out)["Environment"]
+
+
+def test_checkpoint_every_reaches_the_job_and_a_bad_one_is_refused(
+        project, tmp_path, capsys, monkeypatch):
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    args = ["launch", str(project / "train.py"), "--instance-type", "ml.m5.xlarge",
+            "--role", ROLE, "--bucket", "b-1", "--region", "eu-west-1",
+            "--framework-version", TF, "--dry-run"]
+    assert main(args + ["--spot", "--checkpoint-every", "500 steps"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["Environment"]["MLREPRO_CHECKPOINT_EVERY"] == "500 steps"
+    assert "every 500 steps" in err
+    assert main(args + ["--checkpoint-every", "2"]) == 0        # on demand too: 2 epochs
+    assert json.loads(capsys.readouterr().out)["Environment"]["MLREPRO_CHECKPOINT_EVERY"] == "2"
+    assert main(args + ["--checkpoint-every", "soon"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert "--checkpoint-every" in err and "'soon'" in err and '"10min"' in err
 
 
 def test_staged_code_pins_tf_keras_beside_the_users_requirements(project, tmp_path):

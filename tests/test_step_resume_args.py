@@ -114,3 +114,31 @@ def test_every_reason_a_restart_resumes_only_at_the_epoch(facts, spe, words):
 
 def test_without_keras_epoch_iterator_there_is_no_step_resume():
     assert "epoch iterator" in steps.why_not_step(_facts(), 1, None)
+
+
+def test_the_environment_sets_the_cadence_only_where_the_script_does_not(monkeypatch):
+    """`mlrepro launch --spot` sets MLREPRO_CHECKPOINT_EVERY=10min for scripts that create a
+    plain ReproCallback(); an argument the script gives wins."""
+    from mlrepro._keras.arguments import default_cadence
+
+    monkeypatch.delenv("MLREPRO_CHECKPOINT_EVERY", raising=False)
+    assert default_cadence(None) == "epoch"
+    monkeypatch.setenv("MLREPRO_CHECKPOINT_EVERY", "10min")
+    assert cadence.parse_every(default_cadence(None)) == cadence.Cadence(seconds=600.0)
+    assert default_cadence("3 steps") == "3 steps" and default_cadence(2) == 2
+    monkeypatch.setenv("MLREPRO_CHECKPOINT_EVERY", "4")
+    assert default_cadence(None) == 4                    # a bare number: epochs
+    monkeypatch.setenv("MLREPRO_CHECKPOINT_EVERY", "soon")
+    with pytest.raises(MlreproError) as info:
+        default_cadence(None)
+    assert str(info.value).startswith("$MLREPRO_CHECKPOINT_EVERY: ") and "'soon'" in str(info.value)
+
+
+@pytest.mark.tf
+def test_a_callback_without_checkpoint_every_takes_the_environments(monkeypatch):
+    import mlrepro.keras
+
+    monkeypatch.setenv("MLREPRO_CHECKPOINT_EVERY", "7 steps")
+    assert mlrepro.keras.ReproCallback(project="p")._cadence == cadence.Cadence(steps=7)
+    assert mlrepro.keras.ReproCallback(project="p", checkpoint_every="epoch")._cadence == \
+        cadence.Cadence(epochs=1)

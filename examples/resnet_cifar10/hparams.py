@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from typing import Sequence
 
 from formats import SOURCES
@@ -155,7 +156,9 @@ def learning_rate_schedule(args, steps_per_epoch: int) -> tuple[list, list]:
 
 
 def checkpoint_every(args, spot: bool) -> str:
-    """--checkpoint-every; `auto` is SPOT_CHECKPOINT_EVERY on a spot job, else "epoch".
+    """--checkpoint-every; `auto` is what the job asks for (`MLREPRO_CHECKPOINT_EVERY`, set by
+    `mlrepro launch --spot` / `--checkpoint-every`), else SPOT_CHECKPOINT_EVERY on a spot job,
+    else "epoch".
 
     A spot interruption loses the work since the last checkpoint when its signal
     never reaches the script, and an epoch of a real data set can be an hour.
@@ -163,7 +166,8 @@ def checkpoint_every(args, spot: bool) -> str:
     value = str(args.checkpoint_every).strip()
     if value.lower() != AUTO:
         return value
-    return SPOT_CHECKPOINT_EVERY if spot else "epoch"
+    asked = os.environ.get("MLREPRO_CHECKPOINT_EVERY", "").strip()
+    return asked or (SPOT_CHECKPOINT_EVERY if spot else "epoch")
 
 
 def export_formats(args) -> tuple:

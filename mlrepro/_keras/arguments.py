@@ -4,11 +4,27 @@ from __future__ import annotations
 
 import os
 
+from mlrepro import env
 from mlrepro._keras import cadence
 from mlrepro._keras.export import FORMATS
 from mlrepro.errors import MlreproError
 
 CHECKPOINT_EVERY_EPOCH = cadence.EPOCH
+
+
+def default_cadence(checkpoint_every):
+    """`checkpoint_every` as given, or (None) `$MLREPRO_CHECKPOINT_EVERY`, else "epoch"."""
+    if checkpoint_every is not None:
+        return checkpoint_every
+    value = env.CHECKPOINT_EVERY.get()
+    if value is None or not value.strip():
+        return CHECKPOINT_EVERY_EPOCH
+    value = int(value) if value.strip().isdigit() else value.strip()   # "5": epochs
+    try:
+        cadence.parse_every(value)
+    except MlreproError as exc:
+        raise MlreproError(f"${env.CHECKPOINT_EVERY.name}: {exc}") from None
+    return value
 
 
 def validate(project, seed, every, checkpoint, checkpoint_every, keep) -> None:

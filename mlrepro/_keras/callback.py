@@ -106,11 +106,13 @@ class ReproCallback(_Base):
         checkpoint: checkpoint directory (and where the run id is kept for restarts);
             default `<runtime checkpoint dir>/mlrepro-<project>`; False disables
             checkpoints and resume.
-        checkpoint_every: `"epoch"` (default) or an int N: at every N-th epoch end;
+        checkpoint_every: `"epoch"` or an int N: at every N-th epoch end;
             `"N steps"`: after every N optimizer steps; a duration (`"30s"`, `"10min"`,
             `"1h"`): at the first step boundary after that much time since the last
             checkpoint. A restart continues at the checkpoint's batch when the input
-            order allows it (`resume.granularity`), else at its epoch's start.
+            order allows it (`resume.granularity`), else at its epoch's start. Default
+            (None): `$MLREPRO_CHECKPOINT_EVERY` if set (`mlrepro launch --spot` sets
+            `10min`), else `"epoch"`.
         preemption_timeout: on SIGTERM (spot and stop, eviction, `timeout`) a checkpoint
             is written at the next step boundary if one comes within this many seconds
             (a number or `"30s"`; default 30, `$MLREPRO_PREEMPTION_TIMEOUT` overrides);
@@ -141,13 +143,14 @@ class ReproCallback(_Base):
                  seed: int | None = None, deterministic: bool = False,
                  log_every_n_steps: int = DEFAULT_LOG_EVERY_N_STEPS,
                  checkpoint: "str | os.PathLike | bool | None" = None,
-                 checkpoint_every: "str | int" = CHECKPOINT_EVERY_EPOCH,
+                 checkpoint_every: "str | int | None" = None,
                  keep_checkpoints: int = 2,
                  export: "Iterable[str] | bool | None" = _export.FORMATS,
                  tensorboard: bool = True, resume: str = _resume.AUTO,
                  preemption_timeout: "float | str" = _cadence.DEFAULT_PREEMPTION_TIMEOUT):
         super().__init__()
         self._supports_tf_logs = True  # tf_keras: tensors on batch hooks, read every N steps
+        checkpoint_every = _arguments.default_cadence(checkpoint_every)
         _arguments.validate(project, seed, log_every_n_steps, checkpoint, checkpoint_every,
                             keep_checkpoints)
         self.project = project

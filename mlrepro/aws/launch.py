@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlrepro import env
+from mlrepro._keras.cadence import parse_every
 from mlrepro.aws.calls import AwsCallLog
 from mlrepro.capture.code import capture_code
 from mlrepro.errors import MlreproError
@@ -39,6 +40,7 @@ from mlrepro.store.s3 import parse_s3_uri
 
 VALIDATE_ROLE_ENV = "SAGEMAKER_VALIDATE_ROLE"  # the SDK's switch for its IAM role check
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+SPOT_CHECKPOINT_EVERY = "10min"   # a spot job's default cadence: an interruption loses at most this
 DEFAULT_BASE_JOB_NAME = "mlrepro"
 DEFAULT_MAX_RUN = 24 * 3600
 DEFAULT_VOLUME_GB = 30
@@ -96,6 +98,7 @@ class JobSpec:
     remote: str | None = None
     environment: dict = field(default_factory=dict)
     checkpoint_s3_uri: str | None = None
+    checkpoint_every: str | None = None
     max_run_seconds: int = DEFAULT_MAX_RUN
     max_wait_seconds: int | None = None
     volume_gb: int = DEFAULT_VOLUME_GB
@@ -125,6 +128,19 @@ class JobSpec:
                                f"{self.max_run_seconds}: SageMaker needs max-wait >= max-run")
         if self.remote:
             parse_s3_uri(self.remote)
+        if self.checkpoint_every is not None:
+            try:
+                parse_every(int(self.checkpoint_every) if str(self.checkpoint_every).isdigit()
+                            else self.checkpoint_every)
+            except MlreproError as exc:
+                raise MlreproError(f"--checkpoint-every: {exc}") from None
+
+    def checkpoint_cadence(self) -> str | None:
+        """What the job's ReproCallback checkpoints by when the script leaves it to the
+        default: the one asked for, or on spot SPOT_CHECKPOINT_EVERY."""
+        if self.checkpoint_every is not None:
+            return str(self.checkpoint_every)
+        return SPOT_CHECKPOINT_EVERY if self.spot else None
 
     def launch_record(self) -> dict:
         """What the job carries in MLREPRO_LAUNCH so `launch --from` can rebuild it."""
@@ -138,6 +154,9 @@ class JobSpec:
             out[env.REMOTE.name] = self.remote
         if self.spot:
             out[env.SPOT.name] = "1"          # a spot job: the script may checkpoint more often
+        cadence = self.checkpoint_cadence()
+        if cadence is not None and env.CHECKPOINT_EVERY.name not in out:
+            out[env.CHECKPOINT_EVERY.name] = cadence
         if self.parent:
             out[env.PARENT.name] = json.dumps(self.parent, sort_keys=True, separators=(",", ":"))
         out[env.LAUNCH.name] = _fit(self.launch_record())
@@ -410,6 +429,7 @@ def interruption_plan(request: dict) -> list[str]:
     local = checkpoint.get("LocalPath") or CHECKPOINT_LOCAL_PATH
     wait = (request.get("StoppingCondition") or {}).get("MaxWaitTimeInSeconds")
     within = f" (the job may take {wait} s in all, waiting included)" if wait else ""
+    every = (request.get("Environment") or {}).get(env.CHECKPOINT_EVERY.name)
     return [
         "SageMaker sends SIGTERM, then starts the job again when capacity returns, with "
         f"{local} restored from {checkpoint.get('S3Uri') or 'the job checkpoint prefix'}"
@@ -419,9 +439,10 @@ def interruption_plan(request: dict) -> list[str]:
         f"${env.PREEMPTION_TIMEOUT.name}, default 30 s; SageMaker allows 120 s) and ends the "
         "attempt as `preempted`",
         "the restarted job continues the same run from that step as its next attempt; if the "
-        "signal never reaches the script it continues from the last periodic checkpoint "
-        "(ReproCallback's checkpoint_every: a number of steps or a duration such as \"10min\" "
-        "bounds the work lost)",
+        "signal never reaches the script it continues from the last periodic checkpoint: "
+        + (f"every {every} (${env.CHECKPOINT_EVERY.name}, for a ReproCallback the script "
+           "creates without checkpoint_every)" if every else
+           "at epoch ends unless the script's ReproCallback says checkpoint_every"),
     ]
 
 

@@ -20,7 +20,7 @@ from mlrepro.store import open_store
 def _overrides(args) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in ("instance_type", "instance_count", "image_uri", "framework_version", "region",
-                 "role", "bucket", "checkpoint_s3_uri", "max_wait_seconds"):
+                 "role", "bucket", "checkpoint_s3_uri", "checkpoint_every", "max_wait_seconds"):
         value = getattr(args, name, None)
         if value is not None:
             out[name] = value
@@ -128,6 +128,10 @@ def register(subparsers, common) -> None:
     p.add_argument("--no-remote", action="store_true",
                    help="the job writes its run to its output only")
     p.add_argument("--checkpoint-s3-uri", help="checkpoint location (spot default: per job)")
+    p.add_argument("--checkpoint-every", metavar="EVERY",
+                   help="how often ReproCallback checkpoints in the job when the script does "
+                        "not say: \"10min\", \"500 steps\", \"epoch\" (spot default: 10min; "
+                        f"sets ${env.CHECKPOINT_EVERY.name})")
     p.add_argument("--max-run", type=int, help=f"seconds (default {DEFAULT_MAX_RUN})")
     p.add_argument("--max-wait", dest="max_wait_seconds", type=int,
                    help="seconds to wait for spot capacity + run (default 2 x max-run)")
