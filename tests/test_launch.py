@@ -169,17 +169,24 @@ def test_dry_run_needs_no_credentials_or_network(project, tmp_path):
     assert "CheckpointConfig" not in request and not request.get("EnableManagedSpotTraining")
 
 
-def test_two_instances_ship_tf_keras_pinned_and_mlrepro_and_the_dry_run_says_so(
-        project, tmp_path, capsys, monkeypatch):
+@pytest.fixture
+def dry_run_args(project, tmp_path, monkeypatch) -> list:
+    """`mlrepro launch` arguments for a dry run of the project's script, with no AWS
+    configuration or credentials anywhere in reach."""
     for name in [n for n in os.environ if n.startswith("AWS_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    args = ["launch", str(project / "train.py"), "--instance-type", "ml.m5.xlarge",
+    return ["launch", str(project / "train.py"), "--instance-type", "ml.m5.xlarge",
             "--role", ROLE, "--bucket", "b-1", "--region", "eu-west-1",
             "--framework-version", TF, "--dry-run"]
+
+
+def test_two_instances_ship_tf_keras_pinned_and_mlrepro_and_the_dry_run_says_so(
+        dry_run_args, capsys):
+    args = dry_run_args
     assert main(args + ["--instance-count", "2"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["ResourceConfig"]["InstanceCount"] == 2
@@ -192,16 +199,8 @@ def test_two_instances_ship_tf_keras_pinned_and_mlrepro_and_the_dry_run_says_so(
 
 
 def test_a_spot_dry_run_says_what_an_interruption_does_and_on_demand_says_nothing(
-        project, tmp_path, capsys, monkeypatch):
-    for name in [n for n in os.environ if n.startswith("AWS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    args = ["launch", str(project / "train.py"), "--instance-type", "ml.m5.xlarge",
-            "--role", ROLE, "--bucket", "b-1", "--region", "eu-west-1",
-            "--framework-version", TF, "--dry-run", "--max-run", "3600"]
+        dry_run_args, capsys):
+    args = dry_run_args + ["--max-run", "3600"]
     assert main(args + ["--spot", "--checkpoint-s3-uri", "s3://b-1/ck/"]) == 0
     out, err = capsys.readouterr()
     request = json.loads(out)
@@ -222,17 +221,8 @@ def test_a_spot_dry_run_says_what_an_interruption_does_and_on_demand_says_nothin
     assert "MLREPRO_CHECKPOINT_EVERY" not in json.loads(out)["Environment"]
 
 
-def test_checkpoint_every_reaches_the_job_and_a_bad_one_is_refused(
-        project, tmp_path, capsys, monkeypatch):
-    for name in [n for n in os.environ if n.startswith("AWS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    args = ["launch", str(project / "train.py"), "--instance-type", "ml.m5.xlarge",
-            "--role", ROLE, "--bucket", "b-1", "--region", "eu-west-1",
-            "--framework-version", TF, "--dry-run"]
+def test_checkpoint_every_reaches_the_job_and_a_bad_one_is_refused(dry_run_args, capsys):
+    args = dry_run_args
     assert main(args + ["--spot", "--checkpoint-every", "500 steps"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["Environment"]["MLREPRO_CHECKPOINT_EVERY"] == "500 steps"
