@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 
@@ -41,20 +40,6 @@ def run_py(args, **kwargs):
     return subprocess.run([sys.executable, *args], env=kwargs.pop("env", child_env()),
                           capture_output=True, text=True, timeout=kwargs.pop("timeout", 300),
                           **kwargs)
-
-
-@contextlib.contextmanager
-def sigkilled(proc):
-    """The body waits for `proc`'s kill point; then SIGKILL it. It is reaped whatever happens."""
-    try:
-        yield
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
 
 
 @contextlib.contextmanager

@@ -16,7 +16,8 @@ import zipfile
 
 import pytest
 
-from conftest import child_env, sigkilled
+from conftest import child_env
+from procs import sigkilled
 
 pytest.importorskip("keras")
 pytest.importorskip("tensorflow")

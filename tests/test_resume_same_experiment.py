@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-from conftest import child_env, sigkilled
+from conftest import child_env
+from procs import sigkilled
 from mlrepro.core import sameness
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keras_scripts",

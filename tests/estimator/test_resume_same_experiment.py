@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 
 import pytest
+from procs import sigkilled
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -76,18 +76,12 @@ def _kill_after_a_checkpoint(script, model_dir):
     proc = subprocess.Popen([sys.executable, str(script), "--model-dir", str(model_dir)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env=_env(EXPERIMENT_PAUSE_AT=7))
-    try:
+    with sigkilled(proc):
         for line in proc.stdout:
             if line.startswith("PAUSED"):
                 break
         else:
             pytest.fail("the training child ended before step 7")
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     return json.loads((model_dir / "mlrepro_run.json").read_text())["run_id"]
 
 
