@@ -19,7 +19,7 @@ def default_cadence(checkpoint_every):
     value = env.CHECKPOINT_EVERY.get()
     if value is None or not value.strip():
         return CHECKPOINT_EVERY_EPOCH
-    value = int(value) if value.strip().isdigit() else value.strip()   # "5": epochs
+    value = cadence.from_text(value)
     try:
         cadence.parse_every(value)
     except MlreproError as exc:

@@ -93,6 +93,13 @@ def _seconds(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def from_text(text: str):
+    """A cadence written as text (an environment variable, a command-line flag) as
+    `checkpoint_every` takes it: a bare number is a count of epochs ("5" -> 5)."""
+    text = str(text).strip()
+    return int(text) if text.isdigit() else text
+
+
 def parse_duration(value, what: str) -> float:
     """Seconds from a number or a duration string ("30s", "2min"); MlreproError naming `what`."""
     seconds = None

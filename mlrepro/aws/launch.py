@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlrepro import env
-from mlrepro._keras.cadence import parse_every
+from mlrepro._keras.cadence import from_text, parse_every
 from mlrepro.aws.calls import AwsCallLog
 from mlrepro.capture.code import capture_code
 from mlrepro.errors import MlreproError
@@ -130,8 +130,7 @@ class JobSpec:
             parse_s3_uri(self.remote)
         if self.checkpoint_every is not None:
             try:
-                parse_every(int(self.checkpoint_every) if str(self.checkpoint_every).isdigit()
-                            else self.checkpoint_every)
+                parse_every(from_text(self.checkpoint_every))
             except MlreproError as exc:
                 raise MlreproError(f"--checkpoint-every: {exc}") from None
 
